@@ -25,10 +25,16 @@ import math
 import random
 from dataclasses import dataclass
 
-from ._actions import Action, LeaseLapsed, LeaseRestored, SendHeartbeat, StatusChanged
+from ._actions import (
+    Action,
+    LeaseLapsed,
+    LeaseRestored,
+    StatusChanged,
+    new_send_heartbeat,
+)
 from ._errors import UsageError
 
-__all__ = ["HeartbeatMachine", "HeartbeatStats", "MAX_TIME", "MIN_DURATION"]
+__all__ = ["MAX_TIME", "MIN_DURATION", "HeartbeatMachine", "HeartbeatStats"]
 
 #: Smallest accepted duration (seconds). Deadlines are `now + duration` in floating
 #: point; a floor far above the clock's resolution keeps them strictly after `now`.
@@ -213,7 +219,6 @@ class HeartbeatMachine:
         self._flight_sent_at = now
         self._flight_deadline = now
         self._stopped = False
-        self._wake_at = now
         self._beats_sent = 0
         self._renewals = 0
         self._signals = 0
@@ -223,7 +228,7 @@ class HeartbeatMachine:
         self._lapses = 0
         self._max_renewal_gap = 0.0
         self._max_tick_lateness = 0.0
-        self._reschedule()
+        self._wake_at = min(self._next_beat_at, self._lease_deadline)
 
     # ------------------------------------------------------------------ inputs
 
@@ -238,7 +243,8 @@ class HeartbeatMachine:
         if self._now <= now < self._wake_at:
             self._now = now
             return ()
-        now = self._check_now(now)
+        if type(now) is not float or not self._now <= now <= MAX_TIME:
+            now = self._check_now(now)
         self._now = now
         if self._stopped:
             return ()
@@ -246,8 +252,7 @@ class HeartbeatMachine:
         if lateness > self._max_tick_lateness:
             self._max_tick_lateness = lateness
         actions: list[Action] = []
-        if now >= self._wake_at:
-            self._advance(now, actions)
+        self._advance(now, actions)
         return self._finish(now, actions)
 
     def handle_response(self, seq: int, status: str, now: float) -> tuple[Action, ...]:
@@ -264,9 +269,18 @@ class HeartbeatMachine:
             UsageError: `now` went backwards or is not finite, `seq` was never
                 issued, or `status` is not a non-empty string.
         """
-        now = self._check_now(now)
-        self._check_seq(seq)
-        status = _require_status("status", status)
+        # One cheap test for the common valid call; the checkers name what is wrong.
+        if not (
+            type(now) is float
+            and self._now <= now <= MAX_TIME
+            and type(seq) is int
+            and 0 < seq < self._next_seq
+            and type(status) is str
+            and status
+        ):
+            now = self._check_now(now)
+            self._check_seq(seq)
+            _require_status("status", status)
         self._now = now
         if self._stopped:
             return ()
@@ -384,14 +398,15 @@ class HeartbeatMachine:
         self._now = self._check_now(now)
         self._stopped = True
         self._flight_seq = None
-        self._reschedule()
+        # -inf sends every later input through the checked path.
+        self._wake_at = -math.inf
         return ()
 
     # ----------------------------------------------------------------- queries
 
     @property
     def next_deadline(self) -> float | None:
-        """Absolute time (seconds) of the next thing `tick` would do; None once stopped."""
+        """Time (seconds) of the next thing `tick` would do; None once stopped."""
         return None if self._stopped else self._wake_at
 
     @property
@@ -416,12 +431,12 @@ class HeartbeatMachine:
 
     @property
     def last_heartbeat_time(self) -> float:
-        """Send time (seconds) of the last renewed beat, `reset_timer` or construction."""
+        """Send time (seconds) of the last renewal (or reset_timer, or construction)."""
         return self._renewed_at
 
     @property
     def lease_deadline(self) -> float:
-        """Time (seconds) the lease runs out: last_heartbeat_time + next_report_increment."""
+        """Time (seconds) the lease runs out: last_heartbeat_time + increment."""
         return self._lease_deadline
 
     @property
@@ -462,27 +477,23 @@ class HeartbeatMachine:
         """Whether `tick(now)` would send a beat (`now` in seconds)."""
         now = _require_time("now", now)
         return (
-            not self._stopped
-            and self._flight_seq is None
-            and now >= self._next_beat_at
+            not self._stopped and self._flight_seq is None and now >= self._next_beat_at
         )
 
     # ---------------------------------------------------------------- internals
 
     def _check_now(self, now: object) -> float:
         """`now` as a float, if it is a valid next time; the caller stores it."""
-        if type(now) is float and self._now <= now <= MAX_TIME:
-            return now  # the common case, checked in one comparison
         checked = _require_time("now", now)
         if checked < self._now:
             raise UsageError(
-                "now", now, f"must not be earlier than the last time given ({self._now!r})"
+                "now",
+                now,
+                f"must not be earlier than the last time given ({self._now!r})",
             )
         return checked
 
     def _check_seq(self, seq: object) -> None:
-        if type(seq) is int and 0 < seq < self._next_seq:
-            return
         if isinstance(seq, bool) or not isinstance(seq, int):
             raise UsageError("seq", seq, "must be an int")
         if not 1 <= seq < self._next_seq:
@@ -521,10 +532,14 @@ class HeartbeatMachine:
         self._next_beat_at = min(at + delay, self._cadence_from + self._interval)
 
     def _finish(self, now: float, actions: list[Action]) -> tuple[Action, ...]:
-        """End every input: send the beat if one is due, and update the wake time."""
+        """End every input: send the beat if one is due, then recompute wake time."""
         if self._flight_seq is None and now >= self._next_beat_at:
             self._send(now, actions)
-        self._reschedule()
+        in_flight = self._flight_seq is not None
+        wake = self._flight_deadline if in_flight else self._next_beat_at
+        if not self._lapsed and self._lease_deadline < wake:
+            wake = self._lease_deadline
+        self._wake_at = wake
         return tuple(actions)
 
     def _send(self, now: float, actions: list[Action]) -> None:
@@ -542,14 +557,7 @@ class HeartbeatMachine:
         self._flight_deadline = deadline = now + budget
         self._cadence_from = now
         self._beats_sent += 1
-        actions.append(
-            SendHeartbeat(
-                seq=seq,
-                status=self._status,
-                next_report_increment=self._increment,
-                deadline=deadline,
-            )
-        )
+        actions.append(new_send_heartbeat(seq, self._status, self._increment, deadline))
 
     def _renew(self, sent_at: float, now: float, actions: list[Action]) -> None:
         """A renewal of a beat sent at `sent_at` was learnt at `now`."""
@@ -564,14 +572,3 @@ class HeartbeatMachine:
             actions.append(
                 LeaseRestored(lapsed_at=self._lapsed_at, deadline=self._lease_deadline)
             )
-
-    def _reschedule(self) -> None:
-        """Recompute the cached wake time after any change of state."""
-        if self._stopped:
-            # -inf sends every later input through the checked path.
-            self._wake_at = -math.inf
-            return
-        wake = self._flight_deadline if self._flight_seq is not None else self._next_beat_at
-        if not self._lapsed and self._lease_deadline < wake:
-            wake = self._lease_deadline
-        self._wake_at = wake
