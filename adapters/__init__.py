@@ -1,7 +1,19 @@
 """sansbeat.adapters: the drivers that carry out the machine's actions with real I/O.
 
-The only part of sansbeat that reads a clock or touches a socket. Empty until the
-wire codec and the sync, asyncio and trio drivers land.
+The only part of sansbeat that reads a clock or touches a socket:
+`sansbeat.adapters.sync` (a thread), `sansbeat.adapters.asyncio` and
+`sansbeat.adapters.trio` (one anyio driver on each framework's clock), and
+`HeartbeatService`, Jobmon's API on top of them.
 """
 
-__all__: list[str] = []
+from ._gateway import HeartbeatAnswer as HeartbeatAnswer
+from ._gateway import HeartbeatRequestFailed as HeartbeatRequestFailed
+from .service import HeartbeatService as HeartbeatService
+from .service import StateUpdate as StateUpdate
+
+__all__ = [
+    "HeartbeatAnswer",
+    "HeartbeatRequestFailed",
+    "HeartbeatService",
+    "StateUpdate",
+]

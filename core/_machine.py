@@ -363,6 +363,27 @@ class HeartbeatMachine:
                 self._next_beat_at = now
         return self._finish(now, actions)
 
+    def beat_now(self, now: float) -> tuple[Action, ...]:
+        """Send a beat at time `now` (seconds) instead of when it is due.
+
+        For a caller that logs heartbeats by hand (the seed's `tick()`). If a beat
+        is in flight, that beat is the one: nothing more is sent. The cadence then
+        runs from this beat.
+
+        Raises:
+            UsageError: `now` went backwards or is not finite.
+        """
+        now = self._check_now(now)
+        self._now = now
+        if self._stopped:
+            return ()
+        actions: list[Action] = []
+        if now >= self._wake_at:
+            self._advance(now, actions)
+        if self._flight_seq is None:
+            self._next_beat_at = now
+        return self._finish(now, actions)
+
     def reset_timer(self, now: float) -> tuple[Action, ...]:
         """A heartbeat was logged by other means at time `now` (seconds).
 
