@@ -42,17 +42,15 @@ class HasStatus(Protocol):
 class AsyncGateway(Protocol):
     """A gateway usable by the asyncio and trio drivers."""
 
-    async def log_heartbeat(
-        self, status: str, next_report_increment: float
-    ) -> HasStatus: ...
+    async def log_heartbeat(self, status: str, next_report_increment: float) -> object:
+        """Log one heartbeat; return an object whose `.status` is the server's."""
 
 
 class SyncGateway(Protocol):
     """A gateway usable by the thread driver."""
 
-    def log_heartbeat_sync(
-        self, status: str, next_report_increment: float
-    ) -> HasStatus: ...
+    def log_heartbeat_sync(self, status: str, next_report_increment: float) -> object:
+        """Log one heartbeat; return an object whose `.status` is the server's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +120,7 @@ class InterruptibleGateway(abc.ABC):
     @abc.abstractmethod
     def log_heartbeat_sync(
         self, status: str, next_report_increment: float, *, timeout: float | None = None
-    ) -> HasStatus:
+    ) -> object:
         """Perform one exchange, taking at most `timeout` seconds."""
 
     @abc.abstractmethod

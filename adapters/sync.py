@@ -29,7 +29,6 @@ from sansbeat import Action, HeartbeatMachine, SendHeartbeat
 
 from ._async import EventCallback, notify
 from ._gateway import (
-    HasStatus,
     InterruptibleGateway,
     SyncGateway,
     answered_status,
@@ -155,7 +154,7 @@ class SyncHeartbeatDriver:
 
     def _exchange(self, send: SendHeartbeat) -> None:
         """Carry out one beat in this thread and report its outcome."""
-        answer: HasStatus
+        answer: object
         try:
             if send.deadline <= self._clock():
                 return  # a beat queued for too long: the machine has given up on it
