@@ -4,9 +4,11 @@ Strategy: `run(stop_event)` is a loop in the calling thread (usually a backgroun
 thread of its own): read the clock, feed the machine, carry out the actions, then
 wait on a condition variable until the machine's `next_deadline` or until woken by
 another thread (a status change, a timer reset, stop). A heartbeat request blocks
-this thread, bounded by the request's deadline; the lease deadline is never
-missed by it, because the machine gives every request a deadline before the
-lease runs out while the lease is live.
+this thread, bounded by the request's deadline. While a retry can still fit in
+the lease window the machine ends every request's deadline before the lease
+runs out, so a lapse is reported on time; in the last moments of a lease (less
+than `backoff_initial` left) a request may run past it, and the lapse is then
+reported when that request ends, at most `request_timeout` late.
 
 Rules:
 - Every machine call is made under one lock, so other threads may call

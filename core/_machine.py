@@ -240,7 +240,7 @@ class HeartbeatMachine:
         """
         # Fast path for the idle tick; a NaN or a backwards `now` fails the
         # comparison and takes the checked path below.
-        if self._now <= now < self._wake_at:
+        if type(now) is float and self._now <= now < self._wake_at:
             self._now = now
             return ()
         if type(now) is not float or not self._now <= now <= MAX_TIME:
@@ -495,7 +495,12 @@ class HeartbeatMachine:
         return _require_time("now", now) - self._renewed_at
 
     def is_heartbeat_due(self, now: float) -> bool:
-        """Whether `tick(now)` would send a beat (`now` in seconds)."""
+        """Whether a beat is due at `now` (seconds), as of the last input.
+
+        True when no request is in flight and the next beat's time has come. A
+        request past its deadline still counts as in flight until an input at or
+        after that deadline ends it (and schedules its retry).
+        """
         now = _require_time("now", now)
         return (
             not self._stopped and self._flight_seq is None and now >= self._next_beat_at
