@@ -338,6 +338,8 @@ class JobmonServer:
         _check_status(status)
         with self._changed:
             run = self._runs[run_id]
+            if not move_allowed(run.status, status):
+                return False
             run.status = status
             return True
 
