@@ -21,7 +21,7 @@ import pytest
 from sansbeat import Action, LeaseLapsed, LeaseRestored, StatusChanged
 from sansbeat.adapters import HeartbeatRequestFailed, HeartbeatService
 from sansbeat.adapters.http import HttpGateway
-from tests.jobmon_server import JobmonServer
+from sansbeat.adapters.testing import JobmonServer
 
 RUN = 7
 INTERVAL = 0.5

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.jobmon_server import (
+from sansbeat.adapters.testing import (
     FINAL_STATUSES,
     STATUSES,
     TRANSITIONS,
