@@ -1,10 +1,10 @@
 """A stand-in Jobmon server on loopback: for sansbeat's tests, its demo, and yours.
 
-Strategy: a real HTTP server that shares no code with sansbeat's client, built only
-on the standard library's `http.server`, that behaves on the wire like the published jobmon-server
-3.2.2 as DESIGN.md ("The wire") records it. Tests drive it from their own thread:
-they register runs, send signals, call the reaper, read the log of received beats,
-and stop and restart it on the same port.
+Strategy: a real HTTP server that shares no code with sansbeat's client, built
+only on the standard library's `http.server`, that behaves on the wire like the
+published jobmon-server 3.2.2 as DESIGN.md ("The wire") records it. Tests drive
+it from their own thread: they register runs, send signals, call the reaper, read
+the log of received beats, and stop and restart it on the same port.
 
 Rules it keeps:
 
