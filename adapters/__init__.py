@@ -6,10 +6,16 @@ The only part of sansbeat that reads a clock or touches a socket:
 `HeartbeatService`, Jobmon's API on top of them.
 """
 
+import logging
+
 from ._gateway import HeartbeatAnswer as HeartbeatAnswer
 from ._gateway import HeartbeatRequestFailed as HeartbeatRequestFailed
 from .service import HeartbeatService as HeartbeatService
 from .service import StateUpdate as StateUpdate
+
+# Failures are logged as warnings on "sansbeat"; the application decides whether
+# and where they appear (no output unless it configures logging).
+logging.getLogger("sansbeat").addHandler(logging.NullHandler())
 
 __all__ = [
     "HeartbeatAnswer",

@@ -140,6 +140,7 @@ class HttpGateway(InterruptibleGateway):
                     and isinstance(outcome, Failed)
                     and outcome.reason == "closed_before_response"
                 ):
+                    await self.aclose()
                     outcome = await self._exchange_async(send)
             except TimeoutError:
                 await self.aclose()
@@ -233,6 +234,7 @@ class HttpGateway(InterruptibleGateway):
                 and isinstance(outcome, Failed)
                 and outcome.reason == "closed_before_response"
             ):
+                self.close()
                 outcome = self._exchange_sync(send, budget)
         except BaseException:
             self.close()

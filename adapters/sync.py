@@ -172,8 +172,10 @@ class SyncHeartbeatDriver:
                 )
             status = answered_status(answer)
         except Exception as error:
-            logger.warning("sansbeat: heartbeat %d failed: %s", send.seq, error)
             with self._woken:
+                if self._stopping:
+                    return  # most likely our own interrupt(): not the server's fault
+                logger.warning("sansbeat: heartbeat %d failed: %s", send.seq, error)
                 self._hand_over(
                     self._machine.handle_failure(
                         send.seq, self._clock(), retry_after_of(error)

@@ -223,3 +223,48 @@ def test_stopping_the_thread_driver_mid_request_is_prompt() -> None:
             assert time.monotonic() - began < 0.1
         gateway.close()
     assert not thread.is_alive()
+
+
+def _keep_alive_dropping_idle() -> JobmonServer:
+    # gunicorn-like, dropping a connection idle for 0.1 s: every beat at a 0.5 s
+    # interval finds its connection gone and must replace it.
+    server = JobmonServer(keep_alive=True, idle_timeout=0.1)
+    server.start()
+    server.add_run(RUN, "R")
+    return server
+
+
+def test_idle_drops_are_replaced_without_failures_sync() -> None:
+    server = _keep_alive_dropping_idle()
+    gateway = HttpGateway(server.base_url, RUN)
+    service = _service(gateway, _Story())
+    stop = threading.Event()
+    thread = threading.Thread(target=service.run_background_sync, args=(stop,))
+    thread.start()
+    try:
+        server.wait_for_beats(4, timeout=10)
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        gateway.close()
+        server.stop()
+    assert service.machine.stats.failures == 0
+    assert len(set(_connections(server))) >= 4
+
+
+@pytest.mark.anyio
+async def test_idle_drops_are_replaced_without_failures_async() -> None:
+    server = _keep_alive_dropping_idle()
+    gateway = HttpGateway(server.base_url, RUN)
+    service = _service(gateway, _Story(), clock=anyio.current_time)
+    stop = anyio.Event()
+    try:
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(service.run_background, stop)
+            await anyio.to_thread.run_sync(server.wait_for_beats, 4, 10.0)
+            stop.set()
+    finally:
+        await gateway.aclose()
+        server.stop()
+    assert service.machine.stats.failures == 0
+    assert len(set(_connections(server))) >= 4
