@@ -33,14 +33,14 @@ from types import TracebackType
 import anyio
 import anyio.abc
 
-from sansbeat import SendHeartbeat
-from sansbeat._http import (
+from sansbeat import (
     DEFAULT_MAX_BODY_BYTES,
     Answered,
     Failed,
     HeartbeatConnection,
     HeartbeatEndpoint,
     Outcome,
+    SendHeartbeat,
 )
 
 from ._gateway import HeartbeatAnswer, HeartbeatRequestFailed, InterruptibleGateway

@@ -3,18 +3,20 @@
 Strategy: one base class, `SansbeatError`, and one subclass per culprit, so a caller
 can tell its own bug from a misbehaving peer without parsing messages:
 
-- `UsageError`: the caller broke a rule (bad configuration, a clock that went
-  backwards, a sequence number that was never issued). Nothing was changed.
-- `ProtocolError`: the peer sent something the protocol does not allow (used by the
-  wire codec). Nothing was changed.
+- `UsageError` (here): the caller broke a rule (bad configuration, a clock that
+  went backwards, a sequence number that was never issued). Nothing was changed.
+- `sansbeat.adapters.HeartbeatRequestFailed`: a gateway's exchange with the server
+  failed (network, HTTP status, malformed answer), with the reason and the
+  server's Retry-After as fields.
 
-Network failures are not exceptions in the core: they are inputs
+In the core, faults of the peer and the network are never exceptions: the codec
+returns them as `Failed` outcomes and the machine takes them as inputs
 (`HeartbeatMachine.handle_failure`).
 """
 
 from __future__ import annotations
 
-__all__ = ["ProtocolError", "SansbeatError", "UsageError"]
+__all__ = ["SansbeatError", "UsageError"]
 
 
 class SansbeatError(Exception):
@@ -35,17 +37,3 @@ class UsageError(SansbeatError, ValueError):
         self.value = value
         self.rule = rule
         super().__init__(f"{field}={value!r}: {rule}")
-
-
-class ProtocolError(SansbeatError):
-    """The peer sent input the protocol does not allow.
-
-    Attributes:
-        reason: a short machine-readable label for what was wrong.
-        detail: a human-readable explanation.
-    """
-
-    def __init__(self, reason: str, detail: str) -> None:
-        self.reason = reason
-        self.detail = detail
-        super().__init__(f"{reason}: {detail}")

@@ -1,0 +1,790 @@
+"""The heartbeat's HTTP/1.1 wire codec: bytes in, bytes out, built on h11.
+
+Strategy: h11 does every piece of HTTP/1.1 parsing and keeps the connection's
+state; this module only decides what to send, reads the JSON answer, and sorts
+every way an exchange can end into one `Outcome`. It owns no socket and no clock:
+the driver writes `request_bytes(...)` to its connection, feeds whatever it reads
+to `receive_data(...)` (b"" for end of file) and gets None until the exchange is
+over. The request's deadline is the driver's to enforce.
+
+Speed. For one endpoint the request for a given (status, increment) never
+changes, so its h11 events (the `Request` head and the `Data` body) are built,
+validated and cached on the `HeartbeatEndpoint` on first use. Each exchange still
+passes them through `h11.Connection.send`, so h11 knows a POST is in flight and
+frames the response for it; the cache only skips building and validating the
+events and encoding the JSON. Likewise each distinct answer body is decoded once.
+The response is always parsed by h11, which is now most of a cycle's cost
+(benchmarks/test_bench_http.py compares a cycle with a plain h11 one).
+
+The connection's states, and the only moves between them:
+
+    from               on                                        to
+    IDLE               request_bytes                             AWAITING_RESPONSE
+    AWAITING_RESPONSE  receive_data: an outcome with keep_alive  IDLE
+    AWAITING_RESPONSE  receive_data: any other outcome           CLOSED
+    IDLE               receive_data: any bytes, or end of file   CLOSED
+
+`request_bytes` is refused (UsageError) unless IDLE: one request at a time, no
+pipelining. A new TCP connection needs a new `HeartbeatConnection`.
+
+Rules for sorting a response (`Failed.reason` in quotes):
+
+1. Interim 1xx responses are skipped (a 101 is a protocol error: we never ask to
+   switch protocols). `Expect: 100-continue` is never sent.
+2. A final 2xx response whose body is a JSON object with a non-empty string
+   "status" is `Answered`. Any other 2xx body is "malformed_body".
+3. A final non-2xx response is "http_status", with its Retry-After. From then on
+   that status is the reason: a body that is too large, cut short or badly framed
+   only makes the connection not reusable. Its body is counted, never kept.
+4. A body larger than `max_body_bytes`, declared or received, stops the reading at
+   once: "body_too_large" (for a 2xx). No byte beyond the limit is kept.
+5. End of file before any byte of the response: "closed_before_response" (on a
+   reused connection, usually the server dropping it as idle; the heartbeat can go
+   again on a new connection). End of file after part of it: "closed_early".
+6. Anything else h11 rejects (h11.RemoteProtocolError): "protocol_error".
+7. `keep_alive` is True only when the response was complete, h11 left both sides
+   DONE (HTTP/1.1 and no `Connection: close`; h11 never reuses an HTTP/1.0
+   connection), no unrequested byte followed it, it did not carry both
+   Transfer-Encoding and Content-Length (a sign of response splitting), and the
+   outcome is `Answered` or "http_status". Then the connection is ready for the
+   next request.
+
+Retry-After: delta-seconds are used as they are (clamped to MAX_TIME). An
+HTTP-date is turned into seconds by subtracting the response's own Date header,
+both in IMF-fixdate form, so no clock is read; without a Date it is ignored.
+
+Malformed input from the peer never raises: it is a `Failed` outcome, because a
+driver treats every failed heartbeat the same way (`handle_failure`). Exceptions
+are for the caller's mistakes only (`UsageError`). Header values may be
+credentials: reprs and error messages never show them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import urlsplit
+
+import h11
+
+from ._actions import SendHeartbeat
+from ._errors import UsageError
+from ._machine import MAX_TIME
+
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "USER_AGENT",
+    "Answered",
+    "Failed",
+    "FailureReason",
+    "HeartbeatConnection",
+    "HeartbeatEndpoint",
+    "Outcome",
+    "parse_base_url",
+]
+
+#: The User-Agent header sansbeat sends (a test keeps it equal to the package's
+#: version).
+USER_AGENT = "sansbeat/0.1.0"
+#: Default largest response body (bytes); a Jobmon answer is about 15 bytes.
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+
+FailureReason = Literal[
+    "http_status",
+    "malformed_body",
+    "body_too_large",
+    "closed_before_response",
+    "closed_early",
+    "protocol_error",
+]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# Headers sansbeat writes itself, and headers that would change the message
+# framing or the connection handling, which sansbeat and h11 manage.
+_RESERVED_HEADERS = frozenset(
+    {
+        "host",
+        "user-agent",
+        "content-type",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "expect",
+        "te",
+        "trailer",
+        "upgrade",
+    }
+)
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# Visible ASCII, with inner spaces and tabs; h11 forbids surrounding whitespace.
+_FIELD_VALUE = re.compile(r"(?:[\x21-\x7e](?:[\t\x20-\x7e]*[\x21-\x7e])?)?")
+_REG_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,252})")
+_PATH_CHAR = r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})"
+_BASE_PATH = re.compile(rf"(?:/{_PATH_CHAR}*)*")
+_URL_CHARS = re.compile(r"[\x21-\x7e]+")
+_IMF_FIXDATE = re.compile(
+    rb"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), ([0-9]{2}) "
+    rb"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) ([0-9]{4}) "
+    rb"([0-9]{2}):([0-9]{2}):([0-9]{2}) GMT"
+)
+_MONTHS = {
+    name: number
+    for number, name in enumerate(
+        b"Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(),
+        start=1,
+    )
+}
+# More digits than this is beyond MAX_TIME (2**40 has 13), so int() never sees a
+# huge string.
+_MAX_DELAY_DIGITS = len(str(int(MAX_TIME)))
+# Cached requests and answers per endpoint: statuses are few and the increment is
+# fixed per machine, so this is only a guard against unbounded growth.
+_CACHE_LIMIT = 32
+_END = h11.EndOfMessage()
+_REDACTED = "<redacted>"
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _check_host(field_name: str, host: object) -> str:
+    if type(host) is not str or not host:
+        raise UsageError(field_name, host, "must be a non-empty string")
+    if ":" in host:
+        try:
+            address = ipaddress.IPv6Address(host)
+        except ValueError:
+            address = None
+        if address is None or address.scope_id is not None:
+            raise UsageError(
+                field_name,
+                host,
+                "must be a DNS name, an IPv4 address or an IPv6 address without "
+                "brackets or zone",
+            )
+    elif not _REG_NAME.fullmatch(host):
+        raise UsageError(
+            field_name,
+            host,
+            "must be an ASCII DNS name or IP address (at most 253 characters)",
+        )
+    return host
+
+
+def _check_port(field_name: str, port: object) -> int:
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise UsageError(field_name, port, "must be an int from 1 to 65535")
+    return port
+
+
+def _check_base_path(field_name: str, base_path: object) -> str:
+    if type(base_path) is not str or not _BASE_PATH.fullmatch(base_path):
+        raise UsageError(
+            field_name,
+            base_path,
+            'must be "" or a URL path starting with "/" (RFC 3986 characters)',
+        )
+    if base_path.endswith("/"):
+        raise UsageError(field_name, base_path, 'must not end with "/"')
+    return base_path
+
+
+def _check_headers(headers: object) -> tuple[tuple[str, str], ...]:
+    if isinstance(headers, (str, bytes, dict)) or not isinstance(headers, Iterable):
+        raise UsageError(
+            "extra_headers", _REDACTED, "must be a sequence of (name, value) pairs"
+        )
+    checked = []
+    for pair in headers:
+        if type(pair) is not tuple or len(pair) != 2:
+            raise UsageError("extra_headers", _REDACTED, "must be (name, value) tuples")
+        name, value = pair
+        if type(name) is not str or not _TOKEN.fullmatch(name):
+            raise UsageError(
+                "extra_headers", name, "a header name must be an HTTP token"
+            )
+        if name.lower() in _RESERVED_HEADERS:
+            raise UsageError(
+                "extra_headers",
+                name,
+                "sansbeat sets this header itself, or it would change the framing "
+                "or the connection handling",
+            )
+        if type(value) is not str or not _FIELD_VALUE.fullmatch(value):
+            raise UsageError(
+                "extra_headers",
+                _REDACTED,
+                f"the value of {name} must be visible ASCII, inner spaces allowed, "
+                "no line breaks and no surrounding whitespace",
+            )
+        checked.append((name, value))
+    return tuple(checked)
+
+
+def parse_base_url(url: str) -> tuple[str, str, int, str]:
+    """Split a Jobmon base URL into (scheme, host, port, base_path).
+
+    `url` is like "http://jobmon.example.org:5000" or "https://host/api/v3"; the
+    heartbeat routes live under its path. The scheme is lower-cased, an IPv6 host
+    loses its brackets, the port defaults to 80 or 443 and trailing slashes are
+    dropped from the path ("" for none).
+
+    Raises:
+        UsageError: the URL is not http or https, carries credentials, a query or
+            a fragment, or has a bad host, port or path. (Credentials belong in an
+            Authorization header in `extra_headers`.)
+    """
+    if type(url) is not str or not _URL_CHARS.fullmatch(url):
+        raise UsageError(
+            "base_url", url, "must be a string of visible ASCII (no spaces)"
+        )
+    try:
+        parts = urlsplit(url)
+    except ValueError as error:  # such as an unclosed "[" around an IPv6 host
+        raise UsageError("base_url", url, str(error)) from None
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS:
+        raise UsageError("base_url", url, "the scheme must be http or https")
+    if "@" in parts.netloc:
+        raise UsageError(
+            "base_url",
+            url,
+            "must not carry credentials: pass an Authorization header instead",
+        )
+    if "?" in url or "#" in url:
+        raise UsageError("base_url", url, "must not have a query or a fragment")
+    host = _check_host("base_url host", parts.hostname or "")
+    try:
+        explicit_port = parts.port
+    except ValueError:
+        explicit_port = 0
+    if explicit_port is None:
+        port = _DEFAULT_PORTS[scheme]
+    else:
+        port = _check_port("base_url port", explicit_port)
+    base_path = _check_base_path("base_url path", parts.path.rstrip("/"))
+    return scheme, host, port, base_path
+
+
+# ---------------------------------------------------------------- the endpoint
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class HeartbeatEndpoint:
+    """Where one workflow run's heartbeats go, and how; validated at construction.
+
+    Build it from a URL with `HeartbeatEndpoint.from_url`. It is immutable and may
+    be shared by any number of connections (it caches the rendered requests).
+
+    Attributes:
+        host: DNS name or IP address of the server (IPv6 without brackets).
+        port: TCP port, 1 to 65535.
+        run_id: Jobmon's workflow_run_id, an int >= 0.
+        scheme: "http" or "https". It only decides whether Host shows the port;
+            TLS, if any, is the driver's job.
+        base_path: "" or the path the routes live under, starting with "/" and
+            not ending with "/", e.g. "/api/v3".
+        extra_headers: (name, value) pairs sent on every request, such as
+            ("Authorization", "Bearer ..."). Headers sansbeat writes or that
+            govern framing and connection handling are refused. The values are
+            not shown by repr().
+        max_body_bytes: the largest response body (bytes) read before the
+            exchange fails with "body_too_large"; an int >= 1.
+
+    Raises:
+        UsageError: a field breaks its rule; the message names it.
+    """
+
+    host: str
+    port: int
+    run_id: int
+    scheme: str = "http"
+    base_path: str = ""
+    extra_headers: tuple[tuple[str, str], ...] = ()
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    _requests: dict[tuple[str, float], tuple[h11.Request, h11.Data]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _answers: dict[bytes, str] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        _check_host("host", self.host)
+        _check_port("port", self.port)
+        run_id = self.run_id
+        if isinstance(run_id, bool) or not isinstance(run_id, int) or run_id < 0:
+            raise UsageError("run_id", run_id, "must be an int >= 0")
+        if self.scheme not in _DEFAULT_PORTS:
+            raise UsageError("scheme", self.scheme, 'must be "http" or "https"')
+        _check_base_path("base_path", self.base_path)
+        headers = _check_headers(self.extra_headers)
+        limit = self.max_body_bytes
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise UsageError("max_body_bytes", limit, "must be an int >= 1")
+        # A list of pairs is accepted and stored as a tuple, so the endpoint
+        # stays hashable.
+        object.__setattr__(self, "extra_headers", headers)
+
+    def __repr__(self) -> str:
+        headers = tuple((name, _REDACTED) for name, _ in self.extra_headers)
+        return (
+            f"HeartbeatEndpoint(host={self.host!r}, port={self.port!r}, "
+            f"run_id={self.run_id!r}, scheme={self.scheme!r}, "
+            f"base_path={self.base_path!r}, extra_headers={headers!r}, "
+            f"max_body_bytes={self.max_body_bytes!r})"
+        )
+
+    @classmethod
+    def from_url(
+        cls,
+        base_url: str,
+        *,
+        run_id: int,
+        extra_headers: Iterable[tuple[str, str]] = (),
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> HeartbeatEndpoint:
+        """The endpoint for run `run_id` of the Jobmon server at `base_url`.
+
+        `base_url` is split by `parse_base_url`; the other arguments are the
+        fields of the same names.
+
+        Raises:
+            UsageError: the URL or a field breaks its rule.
+        """
+        scheme, host, port, base_path = parse_base_url(base_url)
+        return cls(
+            host=host,
+            port=port,
+            run_id=run_id,
+            scheme=scheme,
+            base_path=base_path,
+            extra_headers=_check_headers(extra_headers),
+            max_body_bytes=max_body_bytes,
+        )
+
+    @property
+    def target(self) -> str:
+        """The request target: `{base_path}/workflow_run/{run_id}/log_heartbeat`."""
+        return f"{self.base_path}/workflow_run/{self.run_id}/log_heartbeat"
+
+    @property
+    def host_header(self) -> str:
+        """The Host header's value: the host, and the port unless the default."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        if self.port == _DEFAULT_PORTS[self.scheme]:
+            return host
+        return f"{host}:{self.port}"
+
+    def _rendered(self, status: str, increment: float) -> tuple[h11.Request, h11.Data]:
+        key = (status, increment)
+        rendered = self._requests.get(key)
+        if rendered is None:
+            body = json.dumps(
+                {"status": status, "next_report_increment": increment}
+            ).encode("ascii")
+            head = h11.Request(
+                method="POST",
+                target=self.target,
+                headers=[
+                    ("Host", self.host_header),
+                    ("User-Agent", USER_AGENT),
+                    ("Content-Type", "application/json"),
+                    ("Content-Length", str(len(body))),
+                    *self.extra_headers,
+                ],
+            )
+            rendered = (head, h11.Data(data=body))
+            if len(self._requests) >= _CACHE_LIMIT:
+                self._requests.clear()
+            self._requests[key] = rendered
+        return rendered
+
+    def _answer_status(self, body: bytes) -> str | None:
+        # A server answers with a few distinct bodies ({"status":"R"}\n, ...);
+        # each is decoded once.
+        status = self._answers.get(body)
+        if status is None:
+            status = _decode_answer(body)
+            if status is not None:
+                if len(self._answers) >= _CACHE_LIMIT:
+                    self._answers.clear()
+                self._answers[body] = status
+        return status
+
+
+# ---------------------------------------------------------------- outcomes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Answered:
+    """The server answered the heartbeat with the status it holds.
+
+    Attributes:
+        seq: the heartbeat's sequence number (from `SendHeartbeat.seq`).
+        status: the server's status (non-empty). If it differs from the one sent,
+            it is a server signal and the lease was not extended.
+        keep_alive: whether the connection may carry the next heartbeat.
+    """
+
+    seq: int
+    status: str
+    keep_alive: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Failed:
+    """The heartbeat got no usable answer; see the module's rules for `reason`.
+
+    Attributes:
+        seq: the heartbeat's sequence number (from `SendHeartbeat.seq`).
+        reason: one of "http_status", "malformed_body", "body_too_large",
+            "closed_before_response", "closed_early", "protocol_error".
+        detail: what went wrong, for people.
+        http_status: the final response's status code, if one arrived.
+        retry_after: seconds the server asked to wait (its Retry-After), for
+            "http_status" only; None when absent or unreadable.
+        keep_alive: whether the connection may carry the next heartbeat.
+    """
+
+    seq: int
+    reason: FailureReason
+    detail: str
+    http_status: int | None
+    retry_after: float | None
+    keep_alive: bool
+
+
+Outcome = Answered | Failed
+
+
+# ---------------------------------------------------------------- the connection
+
+_IDLE = "idle"
+_AWAITING_RESPONSE = "awaiting response"
+_CLOSED = "closed"
+
+
+def _imf_fixdate(value: bytes) -> datetime.datetime | None:
+    match = _IMF_FIXDATE.fullmatch(value)
+    if match is None:
+        return None
+    day, month, year, hour, minute, second = match.groups()
+    try:
+        return datetime.datetime(
+            int(year), _MONTHS[month], int(day), int(hour), int(minute), int(second)
+        )
+    except ValueError:  # 31 Feb, 25:00, a leap second: treat as unreadable
+        return None
+
+
+def _retry_after(value: bytes, date: bytes | None) -> float | None:
+    if value.isdigit():
+        digits = value.lstrip(b"0")
+        if len(digits) > _MAX_DELAY_DIGITS:
+            return MAX_TIME
+        return min(float(int(digits or b"0")), MAX_TIME)
+    retry_at = _imf_fixdate(value)
+    sent_at = None if date is None else _imf_fixdate(date)
+    if retry_at is None or sent_at is None:
+        return None
+    return min(max((retry_at - sent_at).total_seconds(), 0.0), MAX_TIME)
+
+
+def _decode_answer(body: bytes) -> str | None:
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, nested too deep
+        return None
+    if type(document) is not dict:
+        return None
+    status = document.get("status")
+    if type(status) is not str or not status:
+        return None
+    return status
+
+
+class HeartbeatConnection:
+    """The codec for one TCP (or TLS) connection: heartbeats one at a time.
+
+    `request_bytes(send)` gives the bytes to write; `receive_data(data)` takes
+    what was read and returns None until the exchange's `Outcome`. After an
+    outcome with `keep_alive` the next heartbeat may go on the same connection;
+    otherwise close it and make a new `HeartbeatConnection` for a new one.
+
+    Args:
+        endpoint: where the heartbeats go.
+    """
+
+    __slots__ = (
+        "_endpoint",
+        "_h11",
+        "_state",
+        "_seq",
+        "_received_any",
+        "_eof",
+        "_status_code",
+        "_retry_after",
+        "_body",
+        "_body_size",
+        "_mixed_framing",
+    )
+
+    def __init__(self, endpoint: HeartbeatEndpoint) -> None:
+        if not isinstance(endpoint, HeartbeatEndpoint):
+            raise UsageError("endpoint", endpoint, "must be a HeartbeatEndpoint")
+        self._endpoint = endpoint
+        self._h11 = h11.Connection(our_role=h11.CLIENT)
+        self._state = _IDLE
+        self._seq = 0
+        self._received_any = False
+        self._eof = False
+        self._status_code: int | None = None
+        self._retry_after: float | None = None
+        self._body: bytearray | None = None
+        self._body_size = 0
+        self._mixed_framing = False
+
+    @property
+    def endpoint(self) -> HeartbeatEndpoint:
+        """Where the heartbeats go."""
+        return self._endpoint
+
+    @property
+    def reusable(self) -> bool:
+        """True when `request_bytes` may be called: idle, and nothing went wrong."""
+        return self._state is _IDLE
+
+    @property
+    def in_flight(self) -> int | None:
+        """The sequence number of the heartbeat awaiting its response, or None."""
+        return self._seq if self._state is _AWAITING_RESPONSE else None
+
+    def request_bytes(self, send: SendHeartbeat) -> bytes:
+        """Start the exchange for `send`; returns the request's bytes to write.
+
+        The request is `POST {base_path}/workflow_run/{run_id}/log_heartbeat`
+        with the JSON body {"status": ..., "next_report_increment": ...}.
+        `send.deadline` is not used here: the driver enforces it.
+
+        Raises:
+            UsageError: `send` is not a SendHeartbeat with a non-empty string
+                status and a finite increment > 0 seconds, or the connection is
+                not idle (a heartbeat is in flight, or it can no longer be used).
+                Nothing was changed.
+        """
+        if not isinstance(send, SendHeartbeat):
+            raise UsageError("send", send, "must be a SendHeartbeat")
+        status = send.status
+        if type(status) is not str or not status:
+            raise UsageError("send.status", status, "must be a non-empty string")
+        increment = send.next_report_increment
+        if (
+            isinstance(increment, bool)
+            or not isinstance(increment, (int, float))
+            or not math.isfinite(increment)
+            or increment <= 0
+        ):
+            raise UsageError(
+                "send.next_report_increment",
+                increment,
+                "must be a finite number of seconds > 0",
+            )
+        if self._state is not _IDLE:
+            raise UsageError(
+                "send",
+                send,
+                f"this connection is {self._state}: sansbeat sends one heartbeat "
+                "at a time and a connection that is not reusable needs a new one",
+            )
+        head, body = self._endpoint._rendered(status, float(increment))
+        conn = self._h11
+        data = conn.send(head)
+        more = conn.send(body)
+        end = conn.send(_END)
+        # send() returns None only for ConnectionClosed, which is never sent.
+        assert data is not None
+        assert more is not None
+        assert end is not None
+        self._state = _AWAITING_RESPONSE
+        self._seq = send.seq
+        self._received_any = False
+        self._status_code = None
+        self._retry_after = None
+        self._body = None
+        self._body_size = 0
+        self._mixed_framing = False
+        return data + more + end
+
+    def receive_data(self, data: bytes) -> Outcome | None:
+        """Take bytes read from the connection; b"" means the peer closed it.
+
+        `data` may be any bytes-like object. Returns the exchange's outcome once
+        it is known, else None (read more).
+        Any split of the response gives the same outcome. Between exchanges any
+        input (unrequested bytes, or the server closing an idle connection) makes
+        the connection not reusable and returns None.
+
+        Raises:
+            UsageError: `data` is not bytes. Nothing was changed.
+        """
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise UsageError("data", data, "must be bytes (b'' for end of file)")
+        if self._state is not _AWAITING_RESPONSE:
+            self._state = _CLOSED
+            return None
+        if data:
+            self._received_any = True
+        else:
+            self._eof = True
+        conn = self._h11
+        conn.receive_data(data)
+        try:
+            while True:
+                event = conn.next_event()
+                if type(event) is h11.Data:
+                    size = self._body_size + len(event.data)
+                    if size > self._endpoint.max_body_bytes:
+                        return self._too_large(f"at least {size} bytes")
+                    self._body_size = size
+                    if self._body is not None:
+                        self._body += event.data
+                elif type(event) is h11.Response:
+                    outcome = self._on_response(event)
+                    if outcome is not None:
+                        return outcome
+                elif type(event) is h11.EndOfMessage:
+                    return self._on_end()
+                elif event is h11.NEED_DATA:
+                    return None
+                elif type(event) is not h11.InformationalResponse:
+                    # ConnectionClosed and PAUSED cannot come while a response is
+                    # due; if one did, h11 and this codec disagree.
+                    return self._broken(f"unexpected {event!r}")
+        except h11.RemoteProtocolError as error:
+            return self._broken(str(error))
+
+    # ------------------------------------------------------------ internals
+
+    def _on_response(self, response: h11.Response) -> Outcome | None:
+        code = response.status_code
+        self._status_code = code
+        success = 200 <= code < 300
+        declared: bytes | None = None
+        chunked = False
+        retry_after: bytes | None = None
+        date: bytes | None = None
+        for name, value in response.headers:
+            if name == b"content-length":
+                declared = value
+            elif name == b"transfer-encoding":
+                chunked = True
+            elif name == b"retry-after":
+                if retry_after is None:
+                    retry_after = value
+            elif name == b"date":
+                date = value
+        if success:
+            self._body = bytearray()
+        elif retry_after is not None:
+            self._retry_after = _retry_after(retry_after, date)
+        # The framing rule of RFC 9112 section 6.3 (as h11 applies it): no body
+        # for 204 and 304, and Transfer-Encoding beats Content-Length. Both at
+        # once may be response splitting, so such a connection is not reused.
+        self._mixed_framing = chunked and declared is not None
+        if (
+            declared is not None
+            and not chunked
+            and code not in (204, 304)
+            and int(declared) > self._endpoint.max_body_bytes
+        ):
+            return self._too_large(f"Content-Length: {int(declared)}")
+        return None
+
+    def _on_end(self) -> Outcome:
+        conn = self._h11
+        code = self._status_code
+        assert code is not None
+        keep_alive = (
+            conn.our_state is h11.DONE
+            and conn.their_state is h11.DONE
+            and not conn.trailing_data[0]
+            and not self._mixed_framing
+        )
+        outcome: Outcome
+        if self._body is None:
+            outcome = self._failed(
+                "http_status", f"HTTP status {code}", keep_alive=keep_alive
+            )
+        else:
+            status = self._endpoint._answer_status(bytes(self._body))
+            if status is None:
+                keep_alive = False
+                outcome = self._failed(
+                    "malformed_body",
+                    f'HTTP {code} body is not a JSON object with a "status" string: '
+                    f"{bytes(self._body[:80])!r}",
+                    keep_alive=keep_alive,
+                )
+            else:
+                outcome = Answered(seq=self._seq, status=status, keep_alive=keep_alive)
+        self._body = None
+        if keep_alive:
+            conn.start_next_cycle()
+            self._state = _IDLE
+        else:
+            self._state = _CLOSED
+        return outcome
+
+    def _too_large(self, what: str) -> Failed:
+        limit = self._endpoint.max_body_bytes
+        self._state = _CLOSED
+        self._body = None
+        code = self._status_code
+        if code is not None and not 200 <= code < 300:
+            return self._failed(
+                "http_status",
+                f"HTTP status {code} (then a body of {what}, over {limit})",
+                keep_alive=False,
+            )
+        return self._failed(
+            "body_too_large",
+            f"body of {what}, over the limit of {limit}",
+            keep_alive=False,
+        )
+
+    def _broken(self, detail: str) -> Failed:
+        self._state = _CLOSED
+        self._body = None
+        code = self._status_code
+        reason: FailureReason
+        if code is not None and not 200 <= code < 300:
+            reason = "http_status"
+            detail = f"HTTP status {code} (then: {detail})"
+        elif not self._eof:
+            reason = "protocol_error"
+        elif self._received_any:
+            reason = "closed_early"
+        else:
+            reason = "closed_before_response"
+        return self._failed(reason, detail, keep_alive=False)
+
+    def _failed(
+        self, reason: FailureReason, detail: str, *, keep_alive: bool
+    ) -> Failed:
+        return Failed(
+            seq=self._seq,
+            reason=reason,
+            detail=detail,
+            http_status=self._status_code,
+            retry_after=self._retry_after if reason == "http_status" else None,
+            keep_alive=keep_alive,
+        )
