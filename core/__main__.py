@@ -12,7 +12,9 @@ prints the same every run:
   client retries with jittered backoff inside what is left of its lease, learns
   the lapse the moment the lease runs out, and the server reaps the run ("E");
 - at 255 s the network is back: the client's next beat is answered "E", so it
-  learns it was reaped; the application stops at 280 s.
+  learns it was reaped. Its "E" beat is then accepted (a move to the status held
+  always is), which restores the lease of a run that is over: the application
+  stops at 280 s.
 """
 
 from __future__ import annotations
@@ -65,7 +67,8 @@ def main() -> int:
     """Print the simulated timeline and the machine's counters; return 0."""
     result = simulate()
     print("sansbeat: one heartbeat client against a simulated Jobmon server")
-    print("interval 30 s, lease asked 45 s, reaper every 10 s; times are virtual\n")
+    print("interval 30 s, lease asked 45 s, reaper every 10 s; times are virtual;")
+    print("an answer other than the status sent is a signal, not a renewal\n")
     print(format_timeline(result.timeline))
     print("\ncounters:")
     for field in fields(result.stats):

@@ -9,8 +9,9 @@ sleeps, or touches a socket; time is a number that only the simulation moves.
   (`TRANSITIONS`), and only if that move is allowed extends the run's deadline to
   `floor(receipt + next_report_increment)`; otherwise it answers with the status it
   holds and extends nothing. A reaper sweeps at every whole multiple of
-  `reap_period` and marks each live run whose deadline has come lost (`"E"`).
-  Signals (resume: `"C"`, `"H"`) are server-side moves scheduled at a time.
+  `reap_period` and marks lost (`"E"`) each run, not yet in a final status, whose
+  deadline is at or before the sweep. Signals (resume: `"C"`, `"H"`) are
+  server-side moves scheduled at a time, checked against the same table.
 - `SimNetwork` decides the fate of every request from one seeded `random.Random`:
   latency, loss of either leg, outage windows, server-error windows.
 - `Simulation` drives one machine: a heap of pending events keyed by
@@ -77,6 +78,11 @@ def _finite(field: str, value: object) -> float:
     if not math.isfinite(value):
         raise UsageError(field, value, "must be finite")
     return float(value)
+
+
+def _whole(seconds: float) -> float:
+    """A time as the server stores it: floored to the whole second."""
+    return float(math.floor(seconds))
 
 
 def _positive(field: str, value: object) -> float:
@@ -293,7 +299,7 @@ class SimServer:
             raise UsageError("status", status, "must be a status of TRANSITIONS")
         increment = _positive("next_report_increment", next_report_increment)
         self.advance(now)
-        self._runs[run_id] = _Run(status=status, deadline=math.floor(now + increment))
+        self._runs[run_id] = _Run(status=status, deadline=_whole(now + increment))
 
     def log_heartbeat(
         self, run_id: int, status: str, next_report_increment: float, now: float
@@ -317,7 +323,7 @@ class SimServer:
         if status != run.status and status not in TRANSITIONS[run.status]:
             return ServerAnswer(status=run.status, renewed=False, deadline=run.deadline)
         run.status = status
-        run.deadline = math.floor(now + increment)
+        run.deadline = _whole(now + increment)
         return ServerAnswer(status=status, renewed=True, deadline=run.deadline)
 
     def schedule_signal(self, run_id: int, status: str, at: float) -> None:
@@ -661,6 +667,10 @@ class Simulation:
         server: the simulated server.
         network: the simulated network.
         run_id: the run's id on the server.
+
+    Raises:
+        UsageError: the server already has `run_id`, or the machine's status is
+            not one of `TRANSITIONS`.
     """
 
     __slots__ = (
@@ -701,15 +711,29 @@ class Simulation:
         self._timeline: list[TimelineEntry] = []
 
     def schedule_set_status(self, at: float, status: str) -> None:
-        """Call `machine.set_status(status)` at time `at` (seconds)."""
+        """Call `machine.set_status(status)` at time `at` (seconds).
+
+        Raises:
+            UsageError: `at` is in the past, or `status` is not a non-empty string.
+        """
+        if type(status) is not str or not status:
+            raise UsageError("status", status, "must be a non-empty string")
         self._push(self._check_at(at), _SetStatus(status))
 
     def schedule_stop(self, at: float) -> None:
-        """Call `machine.stop()` at time `at` (seconds); the server keeps reaping."""
+        """Call `machine.stop()` at time `at` (seconds); the server keeps reaping.
+
+        Raises:
+            UsageError: `at` is in the past.
+        """
         self._push(self._check_at(at), _Stop())
 
     def schedule_signal(self, at: float, status: str) -> None:
-        """Have the server try to move the run to `status` at time `at` (seconds)."""
+        """Have the server try to move the run to `status` at time `at` (seconds).
+
+        Raises:
+            UsageError: `at` is in the past.
+        """
         self._server.schedule_signal(self._run_id, status, self._check_at(at))
 
     def run(self, until: float) -> SimulationResult:
@@ -730,7 +754,7 @@ class Simulation:
             self._clock.advance_to(when)
             for event in self._server.advance(when):
                 self._record_server_event(event)
-            if self._queue and self._queue[0][0] < when:
+            if self._queue and self._queue[0][0] <= when:
                 _, _, queued = heapq.heappop(self._queue)
                 self._handle(queued)
             else:
