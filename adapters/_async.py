@@ -136,6 +136,11 @@ class AsyncHeartbeatDriver:
                 self._sleep = None
                 self._task_group = None
                 task_group.cancel_scope.cancel()
+        # A request cancelled with the loop got no answer through no fault of the
+        # server: free the machine's slot, so a later tick or run beats at once.
+        in_flight = self._machine.in_flight
+        if in_flight is not None:
+            self._machine.abandon(in_flight, self._clock())
 
     async def _cancel_when_set(self, stop_event: StopEvent) -> None:
         await stop_event.wait()

@@ -30,7 +30,7 @@ import anyio
 from sansbeat import Action, HeartbeatMachine, SendHeartbeat, StatusChanged
 
 from ._async import AsyncHeartbeatDriver, EventCallback, StopEvent, notify
-from ._gateway import answered_status, retry_after_of
+from ._gateway import InterruptibleGateway, answered_status, retry_after_of
 from .sync import SyncHeartbeatDriver
 
 __all__ = ["HeartbeatService", "StateUpdate"]
@@ -46,6 +46,19 @@ class StateUpdate:
 
     workflow_run_status: str | None = None
 
+    def __bool__(self) -> bool:
+        """False when nothing changed, like Jobmon's empty update."""
+        return self.workflow_run_status is not None
+
+
+def _running_framework_clock() -> Callable[[], float]:
+    """The running event loop's clock (through anyio), or `time.monotonic`."""
+    try:
+        anyio.current_time()
+    except RuntimeError:  # not inside asyncio or trio
+        return time.monotonic
+    return anyio.current_time
+
 
 class HeartbeatService:
     """Background heartbeat management for one workflow run (Jobmon's API).
@@ -60,8 +73,9 @@ class HeartbeatService:
         initial_status: the workflow run status reported first.
         on_event: called with each StatusChanged, LeaseLapsed and LeaseRestored
             as it happens (in the loop's thread).
-        clock: monotonic seconds for every timing decision; pass the
-            framework's virtual clock (e.g. `trio.current_time`) in tests.
+        clock: monotonic seconds for every timing decision. By default the
+            running framework's clock when made inside asyncio or trio (so
+            trio's MockClock gives virtual time), else `time.monotonic`.
         wall_clock: seconds since the epoch, for `last_heartbeat_time` only.
         **policy: further `HeartbeatMachine` options (request_timeout,
             backoff_initial, beat_at_start, rng).
@@ -75,10 +89,11 @@ class HeartbeatService:
         initial_status: str,
         *,
         on_event: EventCallback | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
         wall_clock: Callable[[], float] = time.time,
         **policy: Any,
     ) -> None:
+        clock = clock or _running_framework_clock()
         now = clock()
         self._machine = HeartbeatMachine(
             interval=interval,
@@ -91,7 +106,8 @@ class HeartbeatService:
         self._on_event = on_event
         self._clock = clock
         self._wall_offset = wall_clock() - now
-        self._lock = threading.Lock()
+        # Re-entrant: an on_event callback may call back into the service.
+        self._lock = threading.RLock()
         self._async_driver: AsyncHeartbeatDriver | None = None
         self._sync_driver: SyncHeartbeatDriver | None = None
         # A beat the machine asked for while no driver ran (set_status, a signal
@@ -127,12 +143,12 @@ class HeartbeatService:
 
     def set_status(self, status: str) -> None:
         """Report `status` from now on; it goes out at once, never lost."""
-        if self._sync_driver is not None:
-            self._sync_driver.set_status(status)
-        elif self._async_driver is not None:
-            self._async_driver.set_status(status)
-        else:
-            with self._lock:
+        with self._lock:
+            if self._sync_driver is not None:
+                self._sync_driver.set_status(status)
+            elif self._async_driver is not None:
+                self._async_driver.set_status(status)
+            else:
                 self._keep(self._machine.set_status(status, self._clock()))
 
     def time_since_last_heartbeat(self) -> float:
@@ -169,9 +185,16 @@ class HeartbeatService:
         """
         send = self._take_send()
         try:
-            answer = self._gateway.log_heartbeat_sync(
-                send.status, send.next_report_increment
-            )
+            if isinstance(self._gateway, InterruptibleGateway):
+                answer = self._gateway.log_heartbeat_sync(
+                    send.status,
+                    send.next_report_increment,
+                    timeout=send.deadline - self._clock(),
+                )
+            else:
+                answer = self._gateway.log_heartbeat_sync(
+                    send.status, send.next_report_increment
+                )
             status = answered_status(answer)
         except Exception as error:
             self._record_failure(send, error)
@@ -187,8 +210,7 @@ class HeartbeatService:
         driver = AsyncHeartbeatDriver(
             self._machine, self._gateway, on_event=self._on_event, clock=self._clock
         )
-        self._hand_unsent_to(driver)
-        self._async_driver = driver
+        self._attach(driver)
         try:
             await driver.run(stop_event)
         finally:
@@ -199,8 +221,7 @@ class HeartbeatService:
         driver = SyncHeartbeatDriver(
             self._machine, self._gateway, on_event=self._on_event, clock=self._clock
         )
-        self._hand_unsent_to(driver)
-        self._sync_driver = driver
+        self._attach(driver)
         try:
             driver.run(stop_event)
         finally:
@@ -208,12 +229,12 @@ class HeartbeatService:
 
     def reset_timer(self) -> None:
         """Reset the heartbeat timer to now: a heartbeat was logged externally."""
-        if self._sync_driver is not None:
-            self._sync_driver.reset_timer()
-        elif self._async_driver is not None:
-            self._async_driver.reset_timer()
-        else:
-            with self._lock:
+        with self._lock:
+            if self._sync_driver is not None:
+                self._sync_driver.reset_timer()
+            elif self._async_driver is not None:
+                self._async_driver.reset_timer()
+            else:
                 self._keep(self._machine.reset_timer(self._clock()))
 
     # ---------------------------------------------------------------- internals
@@ -230,10 +251,13 @@ class HeartbeatService:
             notify(self._on_event, event)
         return events
 
-    def _hand_unsent_to(
-        self, driver: AsyncHeartbeatDriver | SyncHeartbeatDriver
-    ) -> None:
+    def _attach(self, driver: AsyncHeartbeatDriver | SyncHeartbeatDriver) -> None:
+        """Make `driver` the one that sends, with any beat held for later."""
         with self._lock:
+            if isinstance(driver, SyncHeartbeatDriver):
+                self._sync_driver = driver
+            else:
+                self._async_driver = driver
             if self._unsent is not None:
                 driver.adopt_unsent(self._unsent)
                 self._unsent = None

@@ -114,6 +114,12 @@ class SyncHeartbeatDriver:
             watcher.join()
             with self._woken:
                 self._running = False
+                self._unsent.clear()
+                # A beat interrupted or never sent because we stopped is no
+                # failure of the server: free the slot for whoever beats next.
+                in_flight = self._machine.in_flight
+                if in_flight is not None:
+                    self._machine.abandon(in_flight, self._clock())
 
     def _stop_when_set(self, stop_event: threading.Event) -> None:
         stop_event.wait()
@@ -174,7 +180,7 @@ class SyncHeartbeatDriver:
         except Exception as error:
             with self._woken:
                 if self._stopping:
-                    return  # most likely our own interrupt(): not the server's fault
+                    return  # most likely our own interrupt(); run() abandons it
                 logger.warning("sansbeat: heartbeat %d failed: %s", send.seq, error)
                 self._hand_over(
                     self._machine.handle_failure(

@@ -407,6 +407,33 @@ class HeartbeatMachine:
             self._next_beat_at = now + self._interval
         return self._finish(now, actions)
 
+    def abandon(self, seq: int, now: float) -> tuple[Action, ...]:
+        """The driver gave up request `seq` at time `now` (seconds) for reasons of
+        its own (it is stopping, or was cancelled), not the server's.
+
+        The request no longer counts as in flight, nothing is counted as failed,
+        and the next beat is due at once; it is sent by the next input that may
+        send (`tick`, usually), never by this one. Abandoning a request that is
+        no longer in flight changes nothing.
+
+        Raises:
+            UsageError: `now` went backwards or is not finite, or `seq` was never
+                issued.
+        """
+        now = self._check_now(now)
+        self._check_seq(seq)
+        self._now = now
+        if self._stopped:
+            return ()
+        actions: list[Action] = []
+        if now >= self._wake_at:
+            self._advance(now, actions)
+        if seq == self._flight_seq:
+            self._flight_seq = None
+            self._next_beat_at = now
+        self._reschedule()
+        return tuple(actions)
+
     def stop(self, now: float) -> tuple[Action, ...]:
         """Stop for good at time `now` (seconds): nothing is sent any more.
 
@@ -561,12 +588,16 @@ class HeartbeatMachine:
         """End every input: send the beat if one is due, then recompute wake time."""
         if self._flight_seq is None and now >= self._next_beat_at:
             self._send(now, actions)
+        self._reschedule()
+        return tuple(actions)
+
+    def _reschedule(self) -> None:
+        """Recompute the wake time (next_deadline) from the state."""
         in_flight = self._flight_seq is not None
         wake = self._flight_deadline if in_flight else self._next_beat_at
         if not self._lapsed and self._lease_deadline < wake:
             wake = self._lease_deadline
         self._wake_at = wake
-        return tuple(actions)
 
     def _send(self, now: float, actions: list[Action]) -> None:
         budget = self._request_budget

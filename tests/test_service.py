@@ -214,3 +214,42 @@ def test_run_background_sync_in_a_thread() -> None:
     assert "D" in [call.status for call in gateway.calls]
     assert service.machine.stats.renewals >= 3
     assert time.monotonic() - service.machine.last_heartbeat_time < 1.0
+
+
+def test_an_empty_update_is_falsy_like_jobmons() -> None:
+    assert not StateUpdate()
+    assert StateUpdate(workflow_run_status="H")
+
+
+@pytest.mark.anyio
+async def test_default_clock_is_the_running_frameworks(anyio_backend: object) -> None:
+    # Made inside the loop with no clock given: virtual time drives it.
+    gateway = AsyncScriptedGateway(start=anyio.current_time())
+    service = HeartbeatService(gateway, 30.0, 1.5, "R")
+    stop = anyio.Event()
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(service.run_background, stop)
+        await anyio.sleep(95)
+        stop.set()
+    assert [call.at for call in gateway.calls] == pytest.approx([30, 60, 90])
+
+
+@pytest.mark.anyio
+async def test_stopping_mid_beat_leaves_no_phantom_request(
+    anyio_backend: object,
+) -> None:
+    gateway = AsyncScriptedGateway(
+        lambda at, status: Answer(delay=5.0), start=anyio.current_time()
+    )
+    service = _service(gateway)
+    stop = anyio.Event()
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(service.run_background, stop)
+        await anyio.sleep(31)  # the beat sent at 30 is in flight
+        service.set_status("D")
+        stop.set()
+    assert service.machine.in_flight is None
+    update = await service.tick()  # the seed's manual tick works at once
+    assert update == StateUpdate()
+    assert [call.status for call in gateway.calls] == ["R", "D"]
+    assert service.machine.stats.failures == 0
