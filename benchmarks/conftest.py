@@ -10,6 +10,10 @@ A benchmark that measures its own figure puts it in "cpu_per_call" (seconds of
 process CPU per operation, e.g. the median over rounds of `time.process_time()`);
 the summary then uses that figure, prints pytest-benchmark's wall-clock median per
 operation beside it, and compares it only to a baseline measured the same way.
+If it also measured its baseline itself, interleaved with its own rounds, it puts
+that figure in "baseline_cpu_per_call", and the ratio uses it: two measurements
+taken round by round see the same machine, where two benchmarks run one after the
+other may not.
 """
 
 from __future__ import annotations
@@ -50,8 +54,13 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         if is_cpu:
             line += f" CPU (wall {_format(_wall_per_call(bench))})"
         baseline = bench.extra_info.get("baseline")
+        paired = bench.extra_info.get("baseline_cpu_per_call")
+        ratio: float | None = None
         if baseline is None:
             pass
+        elif is_cpu and paired is not None:
+            ratio = figure / float(paired)
+            line += f" = {ratio:.2f} x {baseline} (interleaved: {_format(paired)})"
         elif baseline not in figures:
             line += f" (baseline {baseline} not measured)"
         elif figures[baseline][1] != is_cpu:
@@ -59,8 +68,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         else:
             ratio = figure / figures[baseline][0]
             line += f" = {ratio:.2f} x {baseline}"
-            target = bench.extra_info.get("target_ratio")
-            if target is not None:
-                verdict = "ok" if ratio <= target else "OVER"
-                line += f" (target <= {target}: {verdict})"
+        target = bench.extra_info.get("target_ratio")
+        if ratio is not None and target is not None:
+            verdict = "ok" if ratio <= target else "OVER"
+            line += f" (target <= {target}: {verdict})"
         terminalreporter.write_line(line)
