@@ -77,6 +77,8 @@ class HeartbeatService:
             running framework's clock when made inside asyncio or trio (so
             trio's MockClock gives virtual time), else `time.monotonic`.
         wall_clock: seconds since the epoch, for `last_heartbeat_time` only.
+        lease_margin: seconds the local lease ends early, because Jobmon
+            stores deadlines in whole seconds (see `HeartbeatMachine`).
         **policy: further `HeartbeatMachine` options (request_timeout,
             backoff_initial, beat_at_start, rng).
     """
@@ -91,6 +93,7 @@ class HeartbeatService:
         on_event: EventCallback | None = None,
         clock: Callable[[], float] | None = None,
         wall_clock: Callable[[], float] = time.time,
+        lease_margin: float = 1.0,
         **policy: Any,
     ) -> None:
         clock = clock or _running_framework_clock()
@@ -100,6 +103,7 @@ class HeartbeatService:
             report_by_buffer=report_by_buffer,
             initial_status=initial_status,
             now=now,
+            lease_margin=lease_margin,
             **policy,
         )
         self._gateway = gateway

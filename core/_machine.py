@@ -122,6 +122,11 @@ class HeartbeatMachine:
             is jittered to between half and all of its value.
         beat_at_start: if true the first beat is due at `now`, otherwise one
             interval later.
+        lease_margin: seconds by which the local lease ends before
+            `send time + next_report_increment`, for servers whose deadline can
+            be earlier than that (Jobmon stores it in whole seconds, so up to
+            1 s earlier; `HeartbeatService` passes 1.0). The lease left,
+            `next_report_increment - lease_margin`, must cover an interval.
         rng: the source of jitter. The default is unseeded, so a fleet spreads out;
             pass `random.Random(seed)` for a reproducible run.
 
@@ -133,6 +138,7 @@ class HeartbeatMachine:
         "_interval",
         "_buffer",
         "_increment",
+        "_lease_length",
         "_request_budget",
         "_backoff_initial",
         "_min_retry_delay",
@@ -174,6 +180,7 @@ class HeartbeatMachine:
         request_timeout: float = 10.0,
         backoff_initial: float = 1.0,
         beat_at_start: bool = False,
+        lease_margin: float = 0.0,
         rng: random.Random | None = None,
     ) -> None:
         interval = _require_duration("interval", interval)
@@ -189,6 +196,16 @@ class HeartbeatMachine:
         now = _require_time("now", now)
         request_timeout = _require_duration("request_timeout", request_timeout)
         backoff_initial = _require_duration("backoff_initial", backoff_initial)
+        margin = _require_number("lease_margin", lease_margin)
+        if margin < 0:
+            raise UsageError("lease_margin", lease_margin, "must be >= 0")
+        if increment - margin < interval:
+            raise UsageError(
+                "lease_margin",
+                lease_margin,
+                "must leave a lease of at least one interval "
+                f"(interval * report_by_buffer - lease_margin >= {interval})",
+            )
         if not isinstance(beat_at_start, bool):
             raise UsageError("beat_at_start", beat_at_start, "must be True or False")
         if rng is not None and not isinstance(rng, random.Random):
@@ -197,6 +214,8 @@ class HeartbeatMachine:
         self._interval = interval
         self._buffer = buffer
         self._increment = increment
+        # The local lease: conservative, measured from a send, short by the margin.
+        self._lease_length = increment - margin
         # A request never outlives the next scheduled beat.
         self._request_budget = min(request_timeout, interval)
         self._backoff_initial = backoff_initial
@@ -207,7 +226,7 @@ class HeartbeatMachine:
         self._now = now
         self._status = status
         self._renewed_at = now
-        self._lease_deadline = now + increment
+        self._lease_deadline = now + self._lease_length
         self._lapsed = False
         self._lapsed_at = 0.0
         self._cadence_from = now
@@ -484,7 +503,8 @@ class HeartbeatMachine:
 
     @property
     def lease_deadline(self) -> float:
-        """Time (seconds) the lease runs out: last_heartbeat_time + increment."""
+        """When the lease runs out (seconds): last_heartbeat_time +
+        next_report_increment - lease_margin."""
         return self._lease_deadline
 
     @property
@@ -623,7 +643,7 @@ class HeartbeatMachine:
             if gap > self._max_renewal_gap:
                 self._max_renewal_gap = gap
             self._renewed_at = sent_at
-            self._lease_deadline = sent_at + self._increment
+            self._lease_deadline = sent_at + self._lease_length
         if self._lapsed and self._lease_deadline > now:
             self._lapsed = False
             actions.append(
