@@ -259,7 +259,7 @@ class HeartbeatMachine:
         """
         # Fast path for the idle tick; a NaN or a backwards `now` fails the
         # comparison and takes the checked path below.
-        if type(now) is float and self._now <= now < self._wake_at:
+        if type(now) is float and self._now <= now < self._wake_at <= MAX_TIME:
             self._now = now
             return ()
         if type(now) is not float or not self._now <= now <= MAX_TIME:
@@ -422,7 +422,9 @@ class HeartbeatMachine:
         self._renew(now, now, actions)
         self._cadence_from = now
         self._failed_attempts = 0
-        if self._flight_seq is None:
+        # The cadence restarts from the external beat, unless a newer local
+        # status still has to go out: that stays due at once (rule 9).
+        if self._flight_seq is None and self._status == self._flight_status:
             self._next_beat_at = now + self._interval
         return self._finish(now, actions)
 
