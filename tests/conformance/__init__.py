@@ -1,0 +1,1 @@
+"""The conformance vectors' generator (make_vectors) and its scenarios."""
