@@ -1,22 +1,55 @@
 """The heartbeat's HTTP/1.1 wire codec: bytes in, bytes out, built on h11.
 
-Strategy: h11 does every piece of HTTP/1.1 parsing and keeps the connection's
-state; this module only decides what to send, reads the JSON answer, and sorts
-every way an exchange can end into one `Outcome`. It owns no socket and no clock:
-the driver writes `request_bytes(...)` to its connection, feeds whatever it reads
-to `receive_data(...)` (b"" for end of file) and gets None until the exchange is
-over. The request's deadline is the driver's to enforce.
+Strategy: h11 is the authority on HTTP/1.1 (its framing, its validation, the
+connection's state); this module only decides what to send, reads the JSON
+answer, and sorts every way an exchange can end into one `Outcome`. It owns no
+socket and no clock: the driver writes `request_bytes(...)` to its connection,
+feeds whatever it reads to `receive_data(...)` (b"" for end of file) and gets
+None until the exchange is over. The request's deadline is the driver's to
+enforce.
 
-Speed. For one endpoint the request for a given (status, increment) never
-changes, so its h11 events (the `Request` head and the `Data` body) are built,
-validated and cached on the `HeartbeatEndpoint` on first use. Each exchange still
-passes them through `h11.Connection.send`, so h11 knows a POST is in flight and
-frames the response for it; the cache only skips building and validating the
-events and encoding the JSON. Likewise each distinct answer body is decoded once.
-The response is always parsed by h11, which is now most of a cycle's cost
-(benchmarks/test_bench_http.py compares a cycle with a plain h11 one).
+Speed: a fast path skips h11 where h11's reading is known in advance, and falls
+back to h11 on any doubt (benchmarks/test_bench_http.py compares a cycle with a
+plain h11 one; tests/test_http.py checks, by differential fuzzing, that the
+codec gives what h11 alone gives).
 
-The connection's states, and the only moves between them:
+- The request. For one endpoint the request for a given (status, increment)
+  never changes, so it is rendered once and cached on the `HeartbeatEndpoint`:
+  its h11 events (the `Request` head and the `Data` body), built and validated,
+  and the bytes a new h11 connection writes for them. h11 writes a request from
+  its events alone (it adds and changes nothing in one), so those bytes are
+  what h11 would write for every request; `request_bytes` returns them.
+- The answer. A strict recogniser reads the one answer a healthy Jobmon sends:
+  the status line `HTTP/1.1 2xx reason` (not 204; the reason may be empty);
+  header lines `name: value`, a token name and a value of visible ASCII,
+  spaces and tabs (so no obs-fold, no bare LF, no other byte); exactly one
+  Content-Length, digits only and within `max_body_bytes`; no
+  Transfer-Encoding and no Retry-After; Connection, if any, with only
+  keep-alive and close tokens; then exactly Content-Length bytes of body that
+  are a JSON object with a non-empty "status" string, and no byte after them.
+  h11 accepts every such response and reads the same status, body and
+  keep-alive from it (keep-alive unless a close token), and the rules below
+  make it `Answered`, so the recogniser gives the outcome h11 would. While such
+  an answer is incomplete it waits, holding at most `_PLAIN_HEAD_LIMIT` bytes
+  of head and then a body within the limit; h11 would wait too: with no LF
+  outside a CRLF and no CRLF CRLF it sees no end of the head, and bytes that
+  start like `HTTP/1.1 ` give it nothing to reject early.
+- The fall-back. Anything else (end of file, 1xx, non-2xx, 204, chunked,
+  HTTP/1.0, duplicate or unusual headers, a larger head or body, bytes after
+  the body, a body that is not such a JSON object) hands the exchange to h11:
+  a new `h11.Connection` is sent the cached request events and fed at once
+  every byte received in this exchange, and the exchange goes on there as it
+  always did. A new connection is as good as the previous exchange's, since
+  only a kept-alive one goes on and it keeps nothing from that exchange; and
+  h11 gives the same events for any split of its input but for the checks it
+  makes while waiting for more, which the bytes the recogniser waited on
+  always pass. So the outcome is the one h11 would have given reading from the
+  first byte.
+- Each distinct answer body is decoded once, on either path.
+
+The connection's states, and the only moves between them (while
+AWAITING_RESPONSE, the recogniser reads until it answers or falls back to h11,
+once per exchange and for the rest of it):
 
     from               on                                        to
     IDLE               request_bytes                             AWAITING_RESPONSE
@@ -47,7 +80,7 @@ Rules for sorting a response (`Failed.reason` in quotes):
    connection), no unrequested byte followed it, it did not carry both
    Transfer-Encoding and Content-Length (a sign of response splitting), and the
    outcome is `Answered` or "http_status". Then the connection is ready for the
-   next request.
+   next request. (The recogniser reads the same facts from the plain answer.)
 
 Retry-After: delta-seconds are used as they are (clamped to MAX_TIME). An
 HTTP-date is turned into seconds by subtracting the response's own Date header,
@@ -68,7 +101,7 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 import h11
@@ -149,6 +182,19 @@ _MAX_DELAY_DIGITS = len(str(int(MAX_TIME)))
 # fixed per machine, so this is only a guard against unbounded growth.
 _CACHE_LIMIT = 32
 _END = h11.EndOfMessage()
+# The fast path (see the strategy): the plain answer's head, validated in one
+# match. Group 1 is the status code. Names are tokens; values are visible ASCII
+# with spaces and tabs (h11 strips the spaces and tabs around them), so neither
+# holds a CR or LF and every CRLF in a head that matches starts a header line.
+_PLAIN_HEAD = re.compile(
+    rb"HTTP/1\.1 (2[0-9][0-9])(?: [\t\x20-\x7e]*)?"
+    rb"(?:\r\n[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e]*)*"
+)
+_PLAIN_START = b"HTTP/1.1 "
+# The largest head the fast path holds (h11 allows 16 KiB): beyond it, h11 reads.
+_PLAIN_HEAD_LIMIT = 8 * 1024
+# A longer Content-Length is left to h11 (it takes up to 20 digits).
+_PLAIN_LENGTH_DIGITS = 15
 _REDACTED = "<redacted>"
 
 
@@ -277,6 +323,27 @@ def parse_base_url(url: str) -> tuple[str, str, int, str]:
 # ---------------------------------------------------------------- the endpoint
 
 
+class _Request(NamedTuple):
+    """One rendered heartbeat request: its h11 events and the bytes h11 writes
+    for them."""
+
+    head: h11.Request
+    body: h11.Data
+    wire: bytes
+
+
+def _send_request(conn: h11.Connection, head: h11.Request, body: h11.Data) -> bytes:
+    """Send one request through `conn` (idle); returns the bytes h11 wrote."""
+    data = conn.send(head)
+    more = conn.send(body)
+    end = conn.send(_END)
+    # send() returns None only for ConnectionClosed, which is never sent.
+    assert data is not None
+    assert more is not None
+    assert end is not None
+    return data + more + end
+
+
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class HeartbeatEndpoint:
     """Where one workflow run's heartbeats go, and how; validated at construction.
@@ -310,7 +377,7 @@ class HeartbeatEndpoint:
     base_path: str = ""
     extra_headers: tuple[tuple[str, str], ...] = ()
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    _requests: dict[tuple[str, float], tuple[h11.Request, h11.Data]] = field(
+    _requests: dict[tuple[str, float], _Request] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
     _answers: dict[bytes, str] = field(
@@ -384,7 +451,7 @@ class HeartbeatEndpoint:
             return host
         return f"{host}:{self.port}"
 
-    def _rendered(self, status: str, increment: float) -> tuple[h11.Request, h11.Data]:
+    def _request(self, status: str, increment: float) -> _Request:
         key = (status, increment)
         rendered = self._requests.get(key)
         if rendered is None:
@@ -402,7 +469,9 @@ class HeartbeatEndpoint:
                     *self.extra_headers,
                 ],
             )
-            rendered = (head, h11.Data(data=body))
+            data = h11.Data(data=body)
+            wire = _send_request(h11.Connection(our_role=h11.CLIENT), head, data)
+            rendered = _Request(head, data, wire)
             if len(self._requests) >= _CACHE_LIMIT:
                 self._requests.clear()
             self._requests[key] = rendered
@@ -512,6 +581,69 @@ def _decode_answer(body: bytes) -> str | None:
     return status
 
 
+def _plain_answer(
+    received: bytes | bytearray, limit: int
+) -> tuple[bytes, bool] | Literal["more", "doubt"]:
+    """The fast path's reading of the bytes received so far in an exchange.
+
+    Returns (body, keep_alive) for a complete plain answer (see the strategy)
+    with nothing after it, "more" while the bytes are the start of one that h11
+    too would wait on, and "doubt" for anything else. The body is not decoded.
+    """
+    end = received.find(b"\r\n\r\n")
+    if end < 0:
+        # h11 ends a head at any LF, LF or LF, CR, LF; with no LF outside a
+        # CRLF and no CRLF CRLF, it has seen no end of the head either, and
+        # with a start of "HTTP/1.1 " it has nothing to reject early.
+        if (
+            len(received) <= _PLAIN_HEAD_LIMIT
+            and received[:9] == _PLAIN_START[: len(received)]
+            and received.count(b"\n") == received.count(b"\r\n")
+        ):
+            return "more"
+        return "doubt"
+    if end > _PLAIN_HEAD_LIMIT:
+        return "doubt"
+    head = bytes(received[:end])
+    match = _PLAIN_HEAD.fullmatch(head)
+    if match is None or match[1] == b"204":
+        return "doubt"
+    # Every CRLF starts a header line, its name then ":" right after it.
+    lower = head.lower()
+    if b"\r\ntransfer-encoding:" in lower or b"\r\nretry-after:" in lower:
+        return "doubt"
+    at = lower.find(b"\r\ncontent-length:")
+    if at < 0 or lower.find(b"\r\ncontent-length:", at + 1) >= 0:
+        return "doubt"
+    start = at + len(b"\r\ncontent-length:")
+    stop = head.find(b"\r\n", start)
+    value = head[start : None if stop < 0 else stop].strip(b" \t")
+    if not value.isdigit() or len(value) > _PLAIN_LENGTH_DIGITS:
+        return "doubt"
+    length = int(value)
+    if length > limit:
+        return "doubt"
+    keep_alive = True
+    at = lower.find(b"\r\nconnection:")
+    while at >= 0:
+        start = at + len(b"\r\nconnection:")
+        stop = lower.find(b"\r\n", start)
+        for token in lower[start : None if stop < 0 else stop].split(b","):
+            token = token.strip(b" \t")
+            if token == b"close":
+                keep_alive = False
+            elif token and token != b"keep-alive":
+                return "doubt"
+        at = -1 if stop < 0 else lower.find(b"\r\nconnection:", stop)
+    body_start = end + 4
+    size = len(received) - body_start
+    if size < length:
+        return "more"
+    if size > length:
+        return "doubt"
+    return bytes(received[body_start:]), keep_alive
+
+
 class HeartbeatConnection:
     """The codec for one TCP (or TLS) connection: heartbeats one at a time.
 
@@ -527,6 +659,8 @@ class HeartbeatConnection:
     __slots__ = (
         "_endpoint",
         "_h11",
+        "_request",
+        "_received",
         "_state",
         "_seq",
         "_received_any",
@@ -538,11 +672,22 @@ class HeartbeatConnection:
         "_mixed_framing",
     )
 
+    # Whether responses are first read by the fast path; False (in a subclass)
+    # leaves every byte to one h11 connection, as a reference for tests.
+    _FAST_PATH: ClassVar[bool] = True
+
     def __init__(self, endpoint: HeartbeatEndpoint) -> None:
         if not isinstance(endpoint, HeartbeatEndpoint):
             raise UsageError("endpoint", endpoint, "must be a HeartbeatEndpoint")
         self._endpoint = endpoint
-        self._h11 = h11.Connection(our_role=h11.CLIENT)
+        # The fast path makes an h11 connection only for an exchange it leaves
+        # to h11 (see the strategy); otherwise one serves every exchange.
+        self._h11: h11.Connection | None = (
+            None if self._FAST_PATH else h11.Connection(our_role=h11.CLIENT)
+        )
+        self._request: _Request | None = None
+        # The bytes of the exchange so far while the fast path reads it.
+        self._received = bytearray()
         self._state = _IDLE
         self._seq = 0
         self._received_any = False
@@ -605,15 +750,14 @@ class HeartbeatConnection:
                 f"this connection is {self._state}: sansbeat sends one heartbeat "
                 "at a time and a connection that is not reusable needs a new one",
             )
-        head, body = self._endpoint._rendered(status, float(increment))
-        conn = self._h11
-        data = conn.send(head)
-        more = conn.send(body)
-        end = conn.send(_END)
-        # send() returns None only for ConnectionClosed, which is never sent.
-        assert data is not None
-        assert more is not None
-        assert end is not None
+        request = self._endpoint._request(status, float(increment))
+        wire = request.wire
+        if self._FAST_PATH:
+            self._h11 = None
+        else:
+            assert self._h11 is not None
+            wire = _send_request(self._h11, request.head, request.body)
+        self._request = request
         self._state = _AWAITING_RESPONSE
         self._seq = send.seq
         self._received_any = False
@@ -622,7 +766,7 @@ class HeartbeatConnection:
         self._body = None
         self._body_size = 0
         self._mixed_framing = False
-        return data + more + end
+        return wire
 
     def receive_data(self, data: bytes) -> Outcome | None:
         """Take bytes read from the connection; b"" means the peer closed it.
@@ -646,7 +790,13 @@ class HeartbeatConnection:
         else:
             self._eof = True
         conn = self._h11
-        conn.receive_data(data)
+        if conn is None:
+            answer = self._read_plain(data)
+            conn = self._h11
+            if conn is None:
+                return answer
+        else:
+            conn.receive_data(data)
         try:
             while True:
                 event = conn.next_event()
@@ -673,6 +823,47 @@ class HeartbeatConnection:
             return self._broken(str(error))
 
     # ------------------------------------------------------------ internals
+
+    def _read_plain(self, data: bytes) -> Answered | None:
+        """The fast path: the answer once `data` completes a plain one, else None.
+
+        On any doubt it hands the exchange to a new h11 connection, `self._h11`,
+        which has then been sent the request and fed every byte received so far
+        (and the end of file, if that is what `data` is), its events not read.
+        """
+        received = self._received
+        if data:
+            if received:
+                received += data
+                verdict = _plain_answer(received, self._endpoint.max_body_bytes)
+            else:
+                if type(data) is not bytes:
+                    data = bytes(data)
+                verdict = _plain_answer(data, self._endpoint.max_body_bytes)
+                if verdict == "more":
+                    received += data
+            if verdict == "more":
+                return None
+            if verdict != "doubt":
+                body, keep_alive = verdict
+                status = self._endpoint._answer_status(body)
+                if status is not None:
+                    self._state = _IDLE if keep_alive else _CLOSED
+                    self._received = bytearray()
+                    return Answered(seq=self._seq, status=status, keep_alive=keep_alive)
+        request = self._request
+        assert request is not None
+        conn = h11.Connection(our_role=h11.CLIENT)
+        _send_request(conn, request.head, request.body)
+        if received:
+            conn.receive_data(bytes(received))
+        elif data:
+            conn.receive_data(data)
+        if not data:
+            conn.receive_data(b"")
+        self._received = bytearray()
+        self._h11 = conn
+        return None
 
     def _on_response(self, response: h11.Response) -> Outcome | None:
         code = response.status_code
@@ -711,6 +902,7 @@ class HeartbeatConnection:
 
     def _on_end(self) -> Outcome:
         conn = self._h11
+        assert conn is not None
         code = self._status_code
         assert code is not None
         keep_alive = (

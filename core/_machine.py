@@ -10,7 +10,8 @@ Strategy (sans-IO, after h11 and aioquic):
   it, `tick` acts and leaves `next_deadline` later than `now` (or None after stop).
 - Every input first runs what the passage of time caused (a request that ran past
   its deadline, a lease that ran out), then applies itself, then sends a beat if one
-  is due. So the outcome never depends on whether the driver ticked in between.
+  is due. So expiries and lapses never depend on whether the driver ticked in
+  between.
 - Validate before mutating: an input that raises has changed nothing.
 
 The state, in words: a lease renewed at `last_heartbeat_time` and live until

@@ -1123,3 +1123,377 @@ def test_interop_server_close_is_seen_as_end_of_file(jobmon: _Server) -> None:
         assert sock.recv(65536) == b""
         assert conn.receive_data(b"") is None
     assert not conn.reusable
+
+
+# ---------------------------------------------------------------- the fast path
+#
+# The codec reads the common answer itself and leaves anything else to h11 (see
+# the module's strategy). `H11Only` is the codec with that fast path off: one h11
+# connection reads every byte, as the codec did before it had one. For any
+# response, however split, each call must give the same result on both.
+
+
+class H11Only(HeartbeatConnection):
+    """The codec with every response left to h11: the fast path's reference."""
+
+    _FAST_PATH = False
+
+
+GUNICORN = (
+    b"HTTP/1.1 200 OK\r\nServer: gunicorn\r\nDate: Tue, 01 Dec 2026 09:00:00 GMT\r\n"
+    b"Connection: keep-alive\r\nContent-Type: application/json\r\n"
+    b'Content-Length: 15\r\n\r\n{"status":"R"}\n'
+)
+WERKZEUG = (
+    b"HTTP/1.1 200 OK\r\nServer: Werkzeug/3.0.1 Python/3.11.9\r\n"
+    b"Date: Tue, 01 Dec 2026 09:00:00 GMT\r\nContent-Type: application/json\r\n"
+    b'Content-Length: 15\r\nConnection: close\r\n\r\n{"status":"R"}\n'
+)
+
+
+def h11_request_bytes(endpoint: HeartbeatEndpoint, send: SendHeartbeat) -> bytes:
+    """The request rendered from scratch and written by a new h11 connection."""
+    body = json.dumps(
+        {
+            "status": send.status,
+            "next_report_increment": float(send.next_report_increment),
+        }
+    ).encode()
+    conn = h11.Connection(our_role=h11.CLIENT)
+    head = h11.Request(
+        method="POST",
+        target=f"{endpoint.base_path}/workflow_run/{endpoint.run_id}/log_heartbeat",
+        headers=[
+            ("Host", endpoint.host_header),
+            ("User-Agent", USER_AGENT),
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            *endpoint.extra_headers,
+        ],
+    )
+    wire = [
+        conn.send(event) for event in (head, h11.Data(data=body), h11.EndOfMessage())
+    ]
+    return b"".join(part for part in wire if part is not None)
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        ENDPOINT,
+        HeartbeatEndpoint.from_url("https://jobmon.test", run_id=0),
+        HeartbeatEndpoint.from_url(
+            "http://[::1]:8080/a/b",
+            run_id=7,
+            extra_headers=[("X-A", "1"), ("Authorization", "Basic  x  y")],
+        ),
+    ],
+)
+@pytest.mark.parametrize(
+    "send", [beat(), beat(seq=5, status="Ré", increment=0.25), beat(increment=90)]
+)
+def test_cached_request_bytes_are_what_h11_writes(
+    endpoint: HeartbeatEndpoint, send: SendHeartbeat
+) -> None:
+    expected = h11_request_bytes(endpoint, send)
+    fast, reference = HeartbeatConnection(endpoint), H11Only(endpoint)
+    for _ in range(2):  # on a new connection, then on one kept alive
+        assert fast.request_bytes(send) == reference.request_bytes(send) == expected
+        assert fast.receive_data(GUNICORN) == reference.receive_data(GUNICORN)
+        assert fast.reusable
+
+
+@pytest.mark.parametrize("split", SPLITS)
+@pytest.mark.parametrize(
+    ("data", "keep_alive"),
+    [
+        (GUNICORN, True),
+        (WERKZEUG, False),
+        (b'HTTP/1.1 201\r\ncontent-length:  015 \r\n\r\n{"status":"R"}\n', True),
+        (b'HTTP/1.1 299 \r\nCONTENT-LENGTH:14\r\n\r\n{"status":"R"}', True),
+        (response(headers=[b"Connection: Keep-Alive, close", b"Keep-Alive: 5"]), False),
+        (response(headers=[b"connection:", b"Connection: ,keep-alive ,"]), True),
+    ],
+)
+def test_plain_answers_are_read_without_h11(
+    split: str, data: bytes, keep_alive: bool
+) -> None:
+    conn = HeartbeatConnection(ENDPOINT)
+    conn.request_bytes(beat())
+    outcome, used = feed(conn, pieces(data, split))
+    assert used == len(pieces(data, split))
+    assert outcome == Answered(seq=1, status="R", keep_alive=keep_alive)
+    assert conn._h11 is None
+    assert not conn._received
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"HTTP/1.1 100 Continue\r\n\r\n" + GUNICORN,
+        GUNICORN.replace(b"HTTP/1.1", b"HTTP/1.0"),
+        GUNICORN.replace(b"200 OK", b"204 No Content"),
+        GUNICORN.replace(b"200 OK", b"503 Busy"),
+        GUNICORN.replace(b"\r\nServer", b"\nServer"),
+        GUNICORN.replace(b"\r\nServer", b"\r\n Server"),
+        GUNICORN.replace(b"Server: gunicorn", b"Server: gunicorn\x7f"),
+        GUNICORN.replace(b"Server: gunicorn", b"Server: g\x01\xe9"),
+        GUNICORN.replace(b"Server: gunicorn", b"Server: g\x00"),
+        GUNICORN.replace(b"200 OK", b"200 O\x00K"),
+        GUNICORN.replace(b"200 OK", b"200 O\x0bK"),
+        GUNICORN.replace(b"200 OK", b"200 \xc3\xa9"),
+        GUNICORN.replace(b"Server: gunicorn", b"Content-Length: 15"),
+        GUNICORN.replace(b"Server: gunicorn", b"Content-Length: 16"),
+        GUNICORN.replace(b"Server: gunicorn", b"Transfer-Encoding: identity"),
+        GUNICORN.replace(b"Server: gunicorn", b"Retry-After: 5"),
+        GUNICORN.replace(b"keep-alive", b"upgrade"),
+        GUNICORN.replace(b": 15", b": 15, 15"),
+        GUNICORN.replace(b": 15", b": 14"),
+        GUNICORN.replace(b'"R"', b"1 "),
+        GUNICORN + b"HTTP/1.1 200 OK\r\n",
+        chunked(b"HTTP/1.1 200 OK", [b'{"status":"R"}']),
+    ],
+)
+def test_doubtful_answers_are_left_to_h11(data: bytes) -> None:
+    for split in SPLITS:
+        conn, reference = HeartbeatConnection(ENDPOINT), H11Only(ENDPOINT)
+        conn.request_bytes(beat())
+        reference.request_bytes(beat())
+        for chunk in [*pieces(data, split), b""]:
+            assert conn.receive_data(chunk) == reference.receive_data(chunk)
+        # (Bytewise, a body longer than declared ends before the extra byte.)
+        assert conn._h11 is not None or split == "bytewise"
+
+
+def test_fast_path_holds_at_most_a_small_head() -> None:
+    conn, reference = HeartbeatConnection(ENDPOINT), H11Only(ENDPOINT)
+    conn.request_bytes(beat())
+    reference.request_bytes(beat())
+    data = b"HTTP/1.1 200 OK\r\n" + b"X-Pad: 0123456789abcdef\r\n" * 500 + GUNICORN[17:]
+    for at in range(0, len(data), 100):
+        chunk = data[at : at + 100]
+        assert conn.receive_data(chunk) == reference.receive_data(chunk)
+        assert len(conn._received) <= 8 * 1024
+    assert conn._h11 is not None
+    assert conn.reusable
+    # The next exchange on the connection is read by the fast path again.
+    for codec in (conn, reference):
+        codec.request_bytes(beat(seq=2))
+    assert conn.receive_data(GUNICORN) == reference.receive_data(GUNICORN)
+    assert conn._h11 is None
+
+
+def test_fast_path_body_respects_the_limit() -> None:
+    limited = HeartbeatEndpoint(host="h", port=80, run_id=1, max_body_bytes=15)
+    over = GUNICORN.replace(b'"R"', b'"RR"').replace(b": 15", b": 16")
+    for data, fits in [(GUNICORN, True), (over, False)]:
+        conn, reference = HeartbeatConnection(limited), H11Only(limited)
+        conn.request_bytes(beat())
+        reference.request_bytes(beat())
+        outcome = conn.receive_data(data)
+        assert outcome == reference.receive_data(data)
+        if fits:
+            assert outcome == Answered(seq=1, status="R", keep_alive=True)
+        else:
+            assert failure(outcome).reason == "body_too_large"
+
+
+# Differential fuzzing: generated answers, plain and mutated, in random pieces.
+
+_TOKEN_CHARS = (
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+_TEXT_CHARS = "\t" + "".join(map(chr, range(0x20, 0x7F)))
+_OWS = st.sampled_from([b"", b" ", b"  ", b"\t", b" \t "])
+_HEADER_NAMES = [
+    "Server",
+    "Date",
+    "Content-Type",
+    "Keep-Alive",
+    "X-Request-Id",
+    "Vary",
+    "Set-Cookie",
+    "Retry-After",
+]
+
+
+@st.composite
+def recased(draw: st.DrawFn, name: str) -> bytes:
+    flips = draw(st.lists(st.booleans(), min_size=len(name), max_size=len(name)))
+    return "".join(
+        char.swapcase() if flip else char
+        for char, flip in zip(name, flips, strict=True)
+    ).encode()
+
+
+@st.composite
+def plain_answers(draw: st.DrawFn) -> bytes:
+    """Answers as a healthy server sends them, in all the forms the fast path
+    reads (and a few it leaves to h11: 204, Retry-After, long heads)."""
+    code = draw(st.sampled_from([200, 200, 200, 201, 202, 204, 299]))
+    reason = draw(st.none() | st.text(_TEXT_CHARS, max_size=12))
+    status_line = b"HTTP/1.1 %d" % code
+    if reason is not None:
+        status_line += b" " + reason.encode()
+    extra = draw(st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+    status = draw(st.text(min_size=1, max_size=4))
+    document = {**extra, "status": status}
+    body = json.dumps(document, ensure_ascii=draw(st.booleans())).encode()
+    body += draw(st.sampled_from([b"", b"\n", b"  "]))
+    names = draw(
+        st.lists(
+            st.sampled_from(_HEADER_NAMES).flatmap(recased)
+            | st.text(_TOKEN_CHARS, min_size=1, max_size=6).map(str.encode),
+            max_size=5,
+        )
+    )
+    lines = [
+        name + b":" + draw(_OWS) + draw(st.text(_TEXT_CHARS, max_size=20)).encode()
+        for name in names
+    ]
+    length = draw(st.sampled_from([b"", b"0", b"00"])) + b"%d" % len(body)
+    lines.insert(
+        draw(st.integers(0, len(lines))),
+        draw(recased("Content-Length")) + b":" + draw(_OWS) + length + draw(_OWS),
+    )
+    connection = draw(
+        st.none()
+        | st.sampled_from(
+            [b"keep-alive", b"close", b"Keep-Alive", b"keep-alive, close", b" ,", b""]
+        )
+    )
+    if connection is not None:
+        lines.insert(
+            draw(st.integers(0, len(lines))),
+            draw(recased("Connection")) + b":" + draw(_OWS) + connection,
+        )
+    return b"\r\n".join([status_line, *lines]) + b"\r\n\r\n" + body
+
+
+@st.composite
+def doubtful(draw: st.DrawFn) -> bytes:
+    """A plain answer changed the way broken or unusual servers change it."""
+    data = draw(plain_answers())
+    for _ in range(draw(st.sampled_from([1, 1, 1, 2, 3]))):
+        kind = draw(
+            st.sampled_from(
+                [
+                    "bytes",
+                    "lf",
+                    "fold",
+                    "interim",
+                    "trail",
+                    "cut",
+                    "http10",
+                    "chunked",
+                    "length",
+                ]
+            )
+        )
+        if kind == "bytes":
+            at = draw(st.integers(0, len(data)))
+            piece = draw(
+                st.binary(min_size=1, max_size=4)
+                | st.sampled_from([b"\r\n", b"\n", b"\r", b":", b" ", b"\x00", b"\xff"])
+            )
+            data = data[:at] + piece + data[at + draw(st.integers(0, 3)) :]
+        elif kind == "lf":
+            data = data.replace(b"\r\n", b"\n", draw(st.integers(1, 3)))
+        elif kind == "fold":
+            data = data.replace(b"\r\n", b"\r\n\tfolded\r\n", 1)
+        elif kind == "interim":
+            data = b"HTTP/1.1 100 Continue\r\n\r\n" + data
+        elif kind == "trail":
+            data += draw(st.sampled_from([b"x", b"\r\n", b"HTTP/1.1 200 OK\r\n"]))
+        elif kind == "cut":
+            data = data[: draw(st.integers(0, len(data)))]
+        elif kind == "http10":
+            data = data.replace(b"HTTP/1.1", b"HTTP/1.0", 1)
+        elif kind == "length":  # a second Content-Length, the same or not
+            size = len(data) - data.find(b"\r\n\r\n") - 4 + draw(st.integers(-1, 1))
+            data = data.replace(b"\r\n", b"\r\ncontent-length: %d\r\n" % size, 1)
+        else:
+            data = data.replace(b"\r\n", b"\r\nTransfer-Encoding: chunked\r\n", 1)
+    return data
+
+
+ANSWERS = st.one_of(
+    plain_answers(),
+    plain_answers(),
+    doubtful(),
+    doubtful(),
+    st.sampled_from(VALID_RESPONSES),
+)
+LIMITED = st.sampled_from(
+    [
+        ENDPOINT,
+        ENDPOINT,
+        ENDPOINT,
+        HeartbeatEndpoint(host="h", port=80, run_id=1, max_body_bytes=16),
+        HeartbeatEndpoint(host="h", port=80, run_id=1, max_body_bytes=40),
+    ]
+)
+
+
+@st.composite
+def deliveries(
+    draw: st.DrawFn, answers: st.SearchStrategy[bytes] = ANSWERS
+) -> tuple[bytes, list[bytes | memoryview]]:
+    """An answer and the pieces it arrives in, perhaps with the end of file."""
+    data = draw(answers)
+    shape = draw(st.sampled_from(["whole", "whole", "bytewise", "cut", "cut", "cut"]))
+    if shape == "whole":
+        cuts = []
+    elif shape == "bytewise":
+        cuts = list(range(1, len(data)))
+    else:
+        cuts = sorted(
+            set(draw(st.lists(st.integers(1, max(len(data), 1)), max_size=6)))
+        )
+    bounds = [0, *[cut for cut in cuts if cut < len(data)], len(data)]
+    chunks: list[bytes | memoryview] = [
+        data[a:b] for a, b in itertools.pairwise(bounds) if b > a
+    ]
+    if draw(st.booleans()):
+        chunks = [
+            memoryview(chunk) if draw(st.booleans()) else chunk for chunk in chunks
+        ]
+    if draw(st.integers(0, 3)) == 0:
+        chunks.append(b"")
+    return data, chunks
+
+
+def same_exchange(
+    fast: HeartbeatConnection,
+    reference: HeartbeatConnection,
+    send: SendHeartbeat,
+    chunks: list[bytes | memoryview],
+) -> None:
+    assert fast.request_bytes(send) == reference.request_bytes(send)
+    for chunk in chunks:
+        got = fast.receive_data(chunk)  # type: ignore[arg-type]
+        want = reference.receive_data(bytes(chunk))
+        assert got == want
+        assert (fast.reusable, fast.in_flight) == (
+            reference.reusable,
+            reference.in_flight,
+        )
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    # Often a plain answer first, so that a second exchange follows on the
+    # same connection.
+    first=deliveries(plain_answers() | ANSWERS),
+    second=deliveries(),
+    endpoint=LIMITED,
+)
+def test_fuzz_fast_path_gives_what_h11_alone_gives(
+    first: tuple[bytes, list[bytes | memoryview]],
+    second: tuple[bytes, list[bytes | memoryview]],
+    endpoint: HeartbeatEndpoint,
+) -> None:
+    fast, reference = HeartbeatConnection(endpoint), H11Only(endpoint)
+    same_exchange(fast, reference, beat(seq=1), first[1])
+    if reference.reusable:  # the same connection carries the next heartbeat
+        same_exchange(fast, reference, beat(seq=2, status="D"), second[1])
