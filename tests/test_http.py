@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import anyio
 import h11
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -37,6 +38,8 @@ from sansbeat._http import (
     parse_base_url,
 )
 from sansbeat._machine import MAX_TIME
+from sansbeat.adapters import HeartbeatRequestFailed
+from sansbeat.adapters.http import HttpGateway
 
 REASONS = {
     "http_status",
@@ -1497,3 +1500,77 @@ def test_fuzz_fast_path_gives_what_h11_alone_gives(
     same_exchange(fast, reference, beat(seq=1), first[1])
     if reference.reusable:  # the same connection carries the next heartbeat
         same_exchange(fast, reference, beat(seq=2, status="D"), second[1])
+
+
+# ---------------------------------------------------------------- the gateway's bounds
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """The base URL of a server that takes connections and never answers."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_async_gateway_timeout_is_a_failed_heartbeat(
+    silent_server: str, backend: str
+) -> None:
+    async def main() -> None:
+        gateway = HttpGateway(silent_server, 1, timeout=0.2)
+        with pytest.raises(HeartbeatRequestFailed) as raised:
+            await gateway.log_heartbeat("R", 45.0)
+        assert raised.value.reason == "timeout"
+        assert gateway._stream is None  # closed on the way out
+
+    anyio.run(main, backend=backend)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_async_gateway_lets_an_outer_cancellation_through(
+    silent_server: str, backend: str
+) -> None:
+    async def main() -> None:
+        gateway = HttpGateway(silent_server, 1, timeout=30.0)
+        with anyio.move_on_after(0.2) as outer:
+            await gateway.log_heartbeat("R", 45.0)
+        assert outer.cancelled_caught
+        assert gateway._stream is None
+
+    anyio.run(main, backend=backend)
+
+
+def test_sync_gateway_applies_each_calls_timeout() -> None:
+    server = _Server(_KeepAliveHandler)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}
+    )
+    thread.start()
+    try:
+        base_url = f"http://127.0.0.1:{server.server_address[1]}/api/v3"
+        with HttpGateway(base_url, 42, timeout=7.0) as gateway:
+            for timeout, expected in [
+                (None, 7.0),
+                (None, 7.0),
+                (3.0, 3.0),
+                (None, 7.0),
+            ]:
+                answer = gateway.log_heartbeat_sync("R", 45.0, timeout=timeout)
+                assert answer.status == "R"
+                assert gateway._sock is not None  # kept alive
+                assert gateway._sock.gettimeout() == expected
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_sync_gateway_timeout_is_a_failed_heartbeat(silent_server: str) -> None:
+    with HttpGateway(silent_server, 1) as gateway:
+        with pytest.raises(HeartbeatRequestFailed) as raised:
+            gateway.log_heartbeat_sync("R", 45.0, timeout=0.2)
+        assert raised.value.reason == "timeout"
+        assert gateway._sock is None
