@@ -10,6 +10,7 @@ import logging
 
 from ._gateway import HeartbeatAnswer as HeartbeatAnswer
 from ._gateway import HeartbeatRequestFailed as HeartbeatRequestFailed
+from .group import HeartbeatGroup as HeartbeatGroup
 from .service import HeartbeatService as HeartbeatService
 from .service import StateUpdate as StateUpdate
 
@@ -19,6 +20,7 @@ logging.getLogger("sansbeat").addHandler(logging.NullHandler())
 
 __all__ = [
     "HeartbeatAnswer",
+    "HeartbeatGroup",
     "HeartbeatRequestFailed",
     "HeartbeatService",
     "StateUpdate",
