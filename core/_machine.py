@@ -495,6 +495,11 @@ class HeartbeatMachine:
         return self._increment
 
     @property
+    def lease_margin(self) -> float:
+        """Seconds the local lease ends before send time + next_report_increment."""
+        return self._increment - self._lease_length
+
+    @property
     def current_status(self) -> str:
         """The status the next beat will report."""
         return self._status
