@@ -27,6 +27,7 @@ import contextlib
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterable
 from types import TracebackType
 
@@ -101,7 +102,6 @@ class HttpGateway(InterruptibleGateway):
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self._sock_codec: HeartbeatConnection | None = None
-        self._sock_timeout: float | None = None  # the socket's, to set it only anew
         # Async flavour.
         self._stream: anyio.abc.ByteStream | None = None
         self._stream_codec: HeartbeatConnection | None = None
@@ -228,18 +228,19 @@ class HttpGateway(InterruptibleGateway):
         """
         send = self._send(status, next_report_increment)
         budget = self._timeout if timeout is None else timeout
+        deadline = time.monotonic() + budget
         if budget <= 0:
             raise HeartbeatRequestFailed("timeout", "no time left for the request")
         try:
             reused = self._sock is not None
-            outcome = self._exchange_sync(send, budget)
+            outcome = self._exchange_sync(send, deadline)
             if (
                 reused
                 and isinstance(outcome, Failed)
                 and outcome.reason == "closed_before_response"
             ):
                 self.close()
-                outcome = self._exchange_sync(send, budget)
+                outcome = self._exchange_sync(send, deadline)
         except BaseException:
             self.close()
             raise
@@ -250,18 +251,27 @@ class HttpGateway(InterruptibleGateway):
         assert isinstance(outcome, Answered)
         return HeartbeatAnswer(outcome.status)
 
-    def _exchange_sync(self, send: SendHeartbeat, timeout: float) -> Outcome:
-        if self._sock is None or self._sock_codec is None:
-            self._connect_sync(timeout)
-        sock, codec = self._sock, self._sock_codec
-        assert sock is not None
-        assert codec is not None
+    def _exchange_sync(self, send: SendHeartbeat, deadline: float) -> Outcome:
+        """One exchange that ends by `deadline` (seconds, `time.monotonic()`)."""
+
+        def remaining() -> float:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            return left
+
         try:
-            if timeout != self._sock_timeout:
-                sock.settimeout(timeout)
-                self._sock_timeout = timeout
+            if self._sock is None or self._sock_codec is None:
+                self._connect_sync(remaining())
+            sock, codec = self._sock, self._sock_codec
+            assert sock is not None
+            assert codec is not None
+            # A socket timeout bounds each call, not the exchange: a server that
+            # trickles bytes would outlive the deadline, so re-arm it every time.
+            sock.settimeout(remaining())
             sock.sendall(codec.request_bytes(send))
             while True:
+                sock.settimeout(remaining())
                 outcome = codec.receive_data(sock.recv(_READ_SIZE))
                 if outcome is not None:
                     return outcome
@@ -295,7 +305,6 @@ class HttpGateway(InterruptibleGateway):
         with self._lock:
             self._sock = sock
             self._sock_codec = HeartbeatConnection(endpoint)
-            self._sock_timeout = sock.gettimeout()
 
     def interrupt(self) -> None:
         """Make a `log_heartbeat_sync` blocked in another thread fail at once."""
