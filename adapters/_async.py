@@ -85,6 +85,7 @@ class AsyncHeartbeatDriver:
         self._sleep: anyio.CancelScope | None = None
         # Beats the machine asked for while no loop was running to send them.
         self._unsent: list[SendHeartbeat] = []
+        self._gateway_lock = anyio.Lock()
 
     @property
     def machine(self) -> HeartbeatMachine:
@@ -176,12 +177,15 @@ class AsyncHeartbeatDriver:
 
     async def _exchange(self, send: SendHeartbeat) -> None:
         """Carry out one beat and report its outcome to the machine."""
-        budget = self._framework_time(send.deadline) - anyio.current_time()
         try:
-            with anyio.move_on_after(budget) as deadline:
-                answer = await self._gateway.log_heartbeat(
-                    send.status, send.next_report_increment
-                )
+            with anyio.move_on_at(self._framework_time(send.deadline)) as deadline:
+                # A request cancelled at its deadline may still be closing its
+                # connection when the retry starts: one gateway call at a time,
+                # so the server never sees two requests of ours overlap.
+                async with self._gateway_lock:
+                    answer = await self._gateway.log_heartbeat(
+                        send.status, send.next_report_increment
+                    )
             if deadline.cancelled_caught:
                 return  # the machine gives up at the deadline by itself
             status = answered_status(answer)

@@ -175,7 +175,12 @@ class HttpGateway(InterruptibleGateway):
                 outcome = codec.receive_data(data)
                 if outcome is not None:
                     return outcome
-        except (OSError, anyio.BrokenResourceError, ssl.SSLError) as error:
+        except (
+            OSError,
+            anyio.BrokenResourceError,
+            anyio.ClosedResourceError,
+            ssl.SSLError,
+        ) as error:
             await self.aclose()
             raise HeartbeatRequestFailed("network", str(error) or repr(error)) from None
 
