@@ -10,10 +10,21 @@ actions. The heap is lazily invalidated: whenever an input changes a machine's
 its handle's is dropped when it reaches the top (before the scheduler sleeps on
 it, so a stale entry never causes a wakeup).
 
-Requests run in worker tasks in the group's task group, at most
-`max_concurrent_requests` at once. A beat that finds every slot taken waits in a
-FIFO queue; a worker that finishes a request takes the next queued beat in the
-same task. A queued beat whose `SendHeartbeat.deadline` has passed (or that the
+The scheduler carries out each due beat inline: it makes the gateway call's
+first step itself, so a gateway that answers without suspending (an in-memory
+one) costs no task switch, no cancel scope and no extra wakeup. When a gateway
+suspends, the scheduler task hands the timer to another task of the group (a
+parked one, or a new one) and finishes that request itself, in its own cancel
+scope, so the request stays concurrent with the others and cancellable. On
+asyncio the scheduler sleeps on a future rung by a loop timer (cheaper there
+than a cancel scope's deadline); on trio in a `CancelScope`.
+
+Other requests run in worker tasks in the group's task group, at most
+`max_concurrent_requests` at once (a request the scheduler started counts as
+one). Workers are long-lived: one with nothing to do parks, to be woken to work
+or to take over the timer. A beat that finds every slot taken waits in a FIFO
+queue; a worker that finishes a request takes the next queued beat in the same
+task. A queued beat whose `SendHeartbeat.deadline` has passed (or that the
 machine no longer has in flight) is dropped, never sent late: the machine times
 it out by itself at that deadline, through the scheduler's `tick`.
 
@@ -37,14 +48,16 @@ Rules:
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import logging
 import math
 import random
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Generator, Sequence
 from itertools import count
-from types import TracebackType
+from types import CoroutineType, TracebackType
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -158,6 +171,112 @@ class LeaseHandle:
         events.append(event)
 
 
+def _on_asyncio() -> bool:
+    """True when the running framework is asyncio (there is a running loop)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _framework_clock() -> Callable[[], float]:
+    """The running framework's clock itself: `anyio.current_time` without the
+    cost of finding the backend at every call (a few us, twice per beat)."""
+    try:
+        return asyncio.get_running_loop().time
+    except RuntimeError:
+        pass
+    try:
+        from trio import current_time
+    except ImportError:  # pragma: no cover - anyio runs only asyncio and trio
+        return anyio.current_time
+    return current_time
+
+
+class _Alarm:
+    """The scheduler's sleep on asyncio: a future woken by a loop timer.
+
+    Cheaper than a `CancelScope` deadline there (no cancellation is raised to
+    wake up); `deadline` is movable like a scope's, on the framework clock.
+    """
+
+    __slots__ = ("_future", "_loop", "_timer", "_deadline")
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._future: asyncio.Future[None] = self._loop.create_future()
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline = math.inf
+
+    @property
+    def deadline(self) -> float:
+        return self._deadline
+
+    @deadline.setter
+    def deadline(self, value: float) -> None:
+        self._deadline = value
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if value != math.inf:
+            self._timer = self._loop.call_at(value, self._ring)
+
+    def _ring(self) -> None:
+        if not self._future.done():
+            self._future.set_result(None)
+
+    async def wait(self) -> None:
+        try:
+            await self._future
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+
+
+class _Parked:
+    """A parked task, and what it is woken for (to lead, or to work)."""
+
+    __slots__ = ("event", "lead")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.lead = False
+
+
+#: A gateway call being stepped by hand: its coroutine, or its `__await__()`.
+_Steps = Generator[Any, Any, object] | Coroutine[Any, Any, object]
+
+
+class _Resume:
+    """The rest of a gateway call whose first step ran inline and suspended:
+    awaiting it passes what the step yielded on to the framework, as `await`
+    would have, in the same task."""
+
+    __slots__ = ("_steps", "_yielded")
+
+    def __init__(self, steps: _Steps, yielded: object) -> None:
+        self._steps = steps
+        self._yielded = yielded
+
+    def __await__(self) -> Generator[Any, Any, object]:
+        steps = self._steps
+        value = self._yielded
+        while True:
+            try:
+                sent = yield value
+            except BaseException as error:  # cancellation: pass it in
+                try:
+                    value = steps.throw(error)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    value = steps.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+
+
 class HeartbeatGroup:
     """Heartbeats many leases from one scheduler task; for asyncio and trio.
 
@@ -203,18 +322,26 @@ class HeartbeatGroup:
         self._on_event = on_event
         self._clock: Callable[[], float] = clock or anyio.current_time
         self._own_clock = clock is None
+        self._framework_now: Callable[[], float] = anyio.current_time
         self._rng = random.Random()
         self._heap: list[tuple[float, int, LeaseHandle]] = []
         self._counter = count()
         self._handles: set[LeaseHandle] = set()
         # Beats waiting for a request slot, in arrival order.
         self._waiting: deque[tuple[LeaseHandle, SendHeartbeat]] = deque()
-        self._workers = 0
+        self._workers = 0  # workers not parked (at most the limit)
+        self._idle: list[_Parked] = []  # the parked tasks
+        # While the timer ticks: its scope (for a request that suspends), and
+        # that request, if any (only one per pass; later beats go to workers).
+        self._ticking = False
+        self._scope: anyio.CancelScope | None = None
+        self._pending: tuple[LeaseHandle, SendHeartbeat, _Resume] | None = None
         self._starting = False  # a worker was started and has not run yet
         self._resolution = resolution
         self._woke_at = -math.inf
         self._task_group: anyio.abc.TaskGroup | None = None
-        self._sleep: anyio.CancelScope | None = None
+        # The scheduler's sleep while it sleeps: an `_Alarm` (asyncio) or a scope.
+        self._sleep: _Alarm | anyio.CancelScope | None = None
         self._sleep_until = math.inf  # the sleep's deadline, on the machine clock
         self._closed = False
 
@@ -223,10 +350,13 @@ class HeartbeatGroup:
     async def __aenter__(self) -> HeartbeatGroup:
         if self._task_group is not None or self._closed:
             raise RuntimeError("a HeartbeatGroup can be entered only once")
+        self._framework_now = _framework_clock()
+        if self._own_clock:
+            self._clock = self._framework_now
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group
-        task_group.start_soon(self._schedule)
+        task_group.start_soon(self._agent, True)
         return self
 
     async def __aexit__(
@@ -245,6 +375,7 @@ class HeartbeatGroup:
             self._task_group = None
             self._sleep = None
             self._waiting.clear()
+            self._idle.clear()
             # Requests cancelled with the group got no answer through no fault of
             # the server: free each machine's slot, so a later driver beats at once.
             now = self._clock()
@@ -339,7 +470,7 @@ class HeartbeatGroup:
         """`machine_time` (on `clock`) as an absolute time on the framework clock."""
         if self._own_clock:
             return machine_time
-        return anyio.current_time() + (machine_time - self._clock())
+        return self._framework_now() + (machine_time - self._clock())
 
     def _push(self, handle: LeaseHandle) -> None:
         """Queue `handle` at its machine's deadline, if that changed."""
@@ -378,9 +509,12 @@ class HeartbeatGroup:
         """Carry out `handle`'s actions, then requeue it at its new deadline."""
         if handle._group is not self:
             return
+        answered: tuple[SendHeartbeat, str | Exception] | None = None
         for action in actions:
             if isinstance(action, SendHeartbeat):
-                self._send(handle, action)
+                outcome = self._send(handle, action)
+                if outcome is not None:
+                    answered = (action, outcome)  # reported after the others
             else:
                 handle._record(action)
                 on_event = self._on_event
@@ -391,14 +525,64 @@ class HeartbeatGroup:
                         logger.exception("sansbeat: the on_event callback raised")
                 if handle._group is not self:  # the callback removed it
                     return
-        self._push(handle)
+        if answered is None:
+            self._push(handle)
+        else:  # answered inline: requeue once, at the deadline after the answer
+            send, outcome = answered
+            if handle._group is not self:  # the gateway removed it
+                return
+            if type(outcome) is str:
+                after = handle._machine.handle_response(
+                    send.seq, outcome, self._clock()
+                )
+                if after:
+                    self._apply(handle, after)
+                else:
+                    self._push(handle)
+            else:
+                self._report(handle, send, outcome)
 
-    def _send(self, handle: LeaseHandle, send: SendHeartbeat) -> None:
+    def _send(self, handle: LeaseHandle, send: SendHeartbeat) -> str | Exception | None:
+        """Send `send`: inline when the scheduler is ticking and may (returning
+        the outcome if the gateway answered without suspending), else through
+        the queue and a worker (returning None)."""
+        if (
+            self._ticking
+            and self._pending is None
+            and not self._waiting
+            and self._workers < self._limit
+        ):
+            try:
+                call = handle._gateway.log_heartbeat(
+                    send.status, send.next_report_increment
+                )
+                steps: _Steps = (
+                    call if isinstance(call, CoroutineType) else call.__await__()
+                )
+                yielded = steps.send(None)
+            except StopIteration as stop:
+                try:
+                    return answered_status(stop.value)
+                except Exception as error:
+                    return error
+            except Exception as error:
+                return error
+            # The gateway suspended: this task finishes the request (in its
+            # scope), and another task takes over the timer.
+            scope = self._scope
+            assert scope is not None
+            handle._request = scope
+            handle._request_seq = send.seq
+            self._workers += 1
+            self._pending = (handle, send, _Resume(steps, yielded))
+            return None
         self._waiting.append((handle, send))
         self._spawn()
+        return None
 
     def _spawn(self) -> None:
-        """Start a worker if beats wait, a slot is free and none is starting."""
+        """Wake (or start) a worker if beats wait, a slot is free and none is
+        on its way. Workers are long-lived: one with nothing to do parks."""
         if (
             self._waiting
             and not self._starting
@@ -407,7 +591,23 @@ class HeartbeatGroup:
         ):
             self._workers += 1
             self._starting = True
-            self._task_group.start_soon(self._work)
+            idle = self._idle
+            if idle:
+                parked = idle.pop()
+                parked.lead = False
+                parked.event.set()
+            else:
+                self._task_group.start_soon(self._agent, False)
+
+    def _hand_off(self) -> None:
+        """Give the timer to a parked task, or to a new one."""
+        idle = self._idle
+        if idle:
+            parked = idle.pop()
+            parked.lead = True
+            parked.event.set()
+        elif self._task_group is not None:
+            self._task_group.start_soon(self._agent, True)
 
     def _next_waiting(self) -> tuple[LeaseHandle, SendHeartbeat] | None:
         """The oldest waiting beat that can still be sent, dropping the others."""
@@ -425,47 +625,84 @@ class HeartbeatGroup:
                 return handle, send
         return None
 
-    async def _work(self) -> None:
-        """A worker: carry out waiting beats one after another until none is left.
+    async def _agent(self, lead: bool) -> None:
+        """One task of the group: the timer (`lead`), or a worker.
 
-        Before each request it makes sure another worker is on its way if beats
-        still wait (so requests overlap up to the limit), yet a gateway that
-        answers at once lets one worker drain a whole wakeup's beats. One cancel
-        scope serves consecutive requests; cancelling a request (its deadline
-        passed, or its lease was removed) cancels it, and the next request gets
-        a fresh scope.
+        The timer carries out each due beat inline; a gateway that answers
+        without suspending costs no task switch. When a gateway suspends, this
+        task hands the timer to another and finishes that request in its own
+        scope (so it stays cancellable), then works as a worker: it carries out
+        waiting beats one after another until none is left, then parks until
+        it is woken to work or to lead. Before each request a worker makes sure
+        another is on its way if beats still wait (so requests overlap up to the
+        limit). One cancel scope serves consecutive requests; cancelling a
+        request (its deadline passed, or its lease was removed) cancels it, and
+        the next request gets a fresh scope.
         """
-        self._starting = False
+        parked: _Parked | None = None
+        counted = not lead  # whether this task counts in `_workers`
         try:
-            beat = self._next_waiting()
-            while beat is not None:
-                scope = anyio.CancelScope()
-                with scope:
-                    while beat is not None:
-                        handle, send = beat
-                        self._spawn()
-                        handle._request = scope
-                        handle._request_seq = send.seq
+            while True:
+                if lead:
+                    with anyio.CancelScope() as scope:
+                        handle, send, rest = await self._schedule(scope)
+                        counted = True  # `_send` counted the request
                         outcome: str | Exception
                         try:
-                            answer = await handle._gateway.log_heartbeat(
-                                send.status, send.next_report_increment
-                            )
-                            outcome = answered_status(answer)
+                            outcome = answered_status(await rest)
                         except Exception as error:
                             outcome = error
                         if handle._request is scope:
                             handle._request = None
-                        if scope.cancel_called:
-                            break  # this scope is spent: the next beat needs a new one
+                    if not scope.cancel_called:
                         self._report(handle, send, outcome)
+                else:
+                    self._starting = False
+                beat = self._next_waiting()
+                while beat is not None:
+                    scope = anyio.CancelScope()
+                    with scope:
+                        while beat is not None:
+                            handle, send = beat
+                            self._spawn()
+                            handle._request = scope
+                            handle._request_seq = send.seq
+                            try:
+                                answer = await handle._gateway.log_heartbeat(
+                                    send.status, send.next_report_increment
+                                )
+                                outcome = answered_status(answer)
+                            except Exception as error:
+                                outcome = error
+                            if handle._request is scope:
+                                handle._request = None
+                            if scope.cancel_called:
+                                break  # this scope is spent: the next needs a new one
+                            self._report(handle, send, outcome)
+                            beat = self._next_waiting()
+                    if scope.cancel_called:
+                        # The request was given up (deadline, removal): the machine
+                        # already knows, so nothing is reported.
                         beat = self._next_waiting()
-                if scope.cancel_called:
-                    # The request was given up (deadline, removal): the machine
-                    # already knows, so nothing is reported.
-                    beat = self._next_waiting()
+                # Nothing waits: park until woken to work (`_spawn` counts this
+                # worker as running again first) or to lead (`_hand_off`).
+                parked = _Parked()
+                self._idle.append(parked)
+                self._workers -= 1
+                counted = False
+                await parked.event.wait()
+                lead = parked.lead
+                counted = not lead
+                parked = None
         finally:
-            self._workers -= 1
+            if parked is None:
+                if counted:
+                    self._workers -= 1
+            elif parked in self._idle:
+                self._idle.remove(parked)
+            elif not parked.lead:  # woken and counted, but cancelled before it ran
+                self._workers -= 1
+                self._starting = False
 
     def _report(
         self, handle: LeaseHandle, send: SendHeartbeat, outcome: str | Exception
@@ -483,39 +720,67 @@ class HeartbeatGroup:
             )
         self._apply(handle, actions)
 
-    async def _schedule(self) -> None:
-        """The timer: tick each lease at its deadline, sleep until the next one."""
+    async def _schedule(
+        self, scope: anyio.CancelScope
+    ) -> tuple[LeaseHandle, SendHeartbeat, _Resume]:
+        """The timer: tick each lease at its deadline, sleep until the next one.
+
+        Returns (having handed the timer on) when a beat it sent inline
+        suspended: the caller finishes that request, in `scope`.
+        """
         heap = self._heap
         clock = self._clock
         heappop = heapq.heappop
+        on_asyncio = _on_asyncio()
+        self._scope = scope
         now = clock()
         while True:
-            while heap:
-                deadline, _, handle = heap[0]
-                if deadline > now:
-                    if handle._queued_at == deadline and handle._group is self:
-                        break
-                    heappop(heap)  # stale: drop it before sleeping on it
-                    continue
-                heappop(heap)
-                if handle._queued_at != deadline:
-                    continue
-                handle._queued_at = None
-                machine = handle._machine
-                actions = machine.tick(now)
-                request = handle._request
-                if request is not None and machine.in_flight != handle._request_seq:
-                    # The machine gave the request up at its deadline.
-                    handle._request = None
-                    request.cancel()
-                self._apply(handle, actions)
-            with anyio.CancelScope() as sleep:
-                self._sleep = sleep
-                if heap:
-                    self._sleep_until = max(heap[0][0], now + self._resolution)
-                    sleep.deadline = self._framework_time(self._sleep_until)
-                else:
-                    self._sleep_until = math.inf
-                await anyio.sleep_forever()
+            self._ticking = True
+            try:
+                while heap:
+                    deadline, _, handle = heap[0]
+                    if deadline > now:
+                        if handle._queued_at == deadline and handle._group is self:
+                            break
+                        heappop(heap)  # stale: drop it before sleeping on it
+                        continue
+                    heappop(heap)
+                    if handle._queued_at != deadline:
+                        continue
+                    handle._queued_at = None
+                    machine = handle._machine
+                    actions = machine.tick(now)
+                    request = handle._request
+                    if request is not None and machine.in_flight != handle._request_seq:
+                        # The machine gave the request up at its deadline.
+                        handle._request = None
+                        request.cancel()
+                    self._apply(handle, actions)
+            finally:
+                self._ticking = False
+            pending = self._pending
+            if pending is not None:
+                self._pending = None
+                self._scope = None
+                self._hand_off()
+                return pending
+            if on_asyncio:
+                alarm = _Alarm()
+                self._sleep = alarm
+                self._set_sleep(alarm, now)
+                await alarm.wait()
+            else:
+                with anyio.CancelScope() as sleep:
+                    self._sleep = sleep
+                    self._set_sleep(sleep, now)
+                    await anyio.sleep_forever()
             self._sleep = None
             self._woke_at = now = clock()
+
+    def _set_sleep(self, sleep: _Alarm | anyio.CancelScope, now: float) -> None:
+        heap = self._heap
+        if heap:
+            self._sleep_until = max(heap[0][0], now + self._resolution)
+            sleep.deadline = self._framework_time(self._sleep_until)
+        else:
+            self._sleep_until = math.inf

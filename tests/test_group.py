@@ -328,3 +328,29 @@ async def test_an_idle_group_and_bad_settings() -> None:
     async with group:
         await anyio.sleep(100.0)  # an empty heap: sleeps, wakes for nothing
     assert group.leases == 0
+
+
+async def test_a_slow_gateway_does_not_hold_up_instant_ones() -> None:
+    # The timer sends a beat inline; when a gateway suspends, the timer passes to
+    # another task, so the instant lease still beats exactly on time.
+    slow = CountingGateway(delay=1.0)
+    instant_calls: list[float] = []
+
+    class Instant:
+        async def log_heartbeat(self, status: str, increment: float) -> object:
+            instant_calls.append(anyio.current_time())
+            return HeartbeatAnswer(status)
+
+    start = anyio.current_time()
+    async with HeartbeatGroup() as group:
+        slow_handle = group.add(
+            slow, interval=2.0, report_by_buffer=8.0, initial_status="R"
+        )
+        group.add(Instant(), interval=2.0, report_by_buffer=1.5, initial_status="R")
+        await anyio.sleep(13.5)
+        assert group.requests_in_flight <= 1
+    assert [t - start for t in instant_calls] == pytest.approx(
+        [2.0 * k for k in range(1, 7)]
+    )
+    assert slow_handle.machine.stats.renewals == len(slow.calls) == 6
+    assert slow.max_in_flight == 1
