@@ -141,7 +141,9 @@ class AsyncHeartbeatDriver:
         # server: free the machine's slot, so a later tick or run beats at once.
         in_flight = self._machine.in_flight
         if in_flight is not None:
-            self._machine.abandon(in_flight, self._clock())
+            # Abandon never sends, but it may report a lapse that time caused.
+            for event in self._machine.abandon(in_flight, self._clock()):
+                notify(self._on_event, event)
 
     async def _cancel_when_set(self, stop_event: StopEvent) -> None:
         await stop_event.wait()

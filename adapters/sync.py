@@ -119,7 +119,10 @@ class SyncHeartbeatDriver:
                 # failure of the server: free the slot for whoever beats next.
                 in_flight = self._machine.in_flight
                 if in_flight is not None:
-                    self._machine.abandon(in_flight, self._clock())
+                    self._hand_over(self._machine.abandon(in_flight, self._clock()))
+                events, self._events = self._events, []
+            # Abandon never sends, but it may report a lapse that time caused.
+            self._emit(events)
 
     def _stop_when_set(self, stop_event: threading.Event) -> None:
         stop_event.wait()
