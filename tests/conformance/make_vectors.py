@@ -45,18 +45,14 @@ from pathlib import Path
 from typing import Any
 
 from sansbeat import (
-    Action,
     HeartbeatMachine,
-    LeaseLapsed,
-    LeaseRestored,
-    SendHeartbeat,
-    StatusChanged,
     UsageError,
 )
 from sansbeat.adapters.conformance import (
     EXACT_NUMBERS,
     FLOAT_TOLERANCE,
     FORMAT,
+    action_to_json,
     first_difference,
 )
 from tests.conformance.scenarios import COVERAGE, SCENARIOS, Refused, Scenario, Value
@@ -127,27 +123,6 @@ def _decode(value: Json) -> Json:
     return value
 
 
-def _action(action: Action) -> JsonObject:
-    if isinstance(action, SendHeartbeat):
-        return {
-            "type": "SendHeartbeat",
-            "seq": action.seq,
-            "status": action.status,
-            "next_report_increment": action.next_report_increment,
-            "deadline": action.deadline,
-        }
-    if isinstance(action, StatusChanged):
-        return {"type": "StatusChanged", "old": action.old, "new": action.new}
-    if isinstance(action, LeaseLapsed):
-        return {"type": "LeaseLapsed", "deadline": action.deadline}
-    assert isinstance(action, LeaseRestored)
-    return {
-        "type": "LeaseRestored",
-        "lapsed_at": action.lapsed_at,
-        "deadline": action.deadline,
-    }
-
-
 def _state(machine: HeartbeatMachine, jitter: _Jitter) -> JsonObject:
     stats = machine.stats
     return {
@@ -177,7 +152,7 @@ def _apply(machine: HeartbeatMachine, message: JsonObject) -> JsonObject:
         actions = getattr(machine, op)(**args)
     except UsageError as error:
         return {"error": "UsageError", "field": error.field}
-    return {"actions": [_action(action) for action in actions]}
+    return {"actions": [action_to_json(action) for action in actions]}
 
 
 def _stated_reply(expect: list[JsonObject] | Refused | Value) -> JsonObject:
