@@ -126,6 +126,11 @@ class ScriptedJitter(random.Random):
         JitterExhausted: from `random()`, once every value was drawn.
     """
 
+    def __new__(cls, values: Sequence[float]) -> ScriptedJitter:
+        # Before 3.11, random.Random's own __new__ seeds from its arguments,
+        # and a list cannot be a seed: take them here instead.
+        return super().__new__(cls, 0)  # type: ignore[call-arg]  # C type, no stub
+
     def __init__(self, values: Sequence[float]) -> None:
         super().__init__(0)
         self._values = list(values)
