@@ -301,12 +301,9 @@ class HeartbeatMachine:
             now = self._check_now(now)
             self._check_seq(seq)
             _require_status("status", status)
-        self._now = now
-        if self._stopped:
+        actions = self._begin(now)
+        if actions is None:
             return ()
-        actions: list[Action] = []
-        if now >= self._wake_at:
-            self._advance(now, actions)
         if seq != self._flight_seq:
             self._stale_responses += 1
         else:
@@ -346,12 +343,9 @@ class HeartbeatMachine:
             retry_after = _require_number("retry_after", retry_after)
             if retry_after < 0:
                 raise UsageError("retry_after", retry_after, "must be >= 0")
-        self._now = now
-        if self._stopped:
+        actions = self._begin(now)
+        if actions is None:
             return ()
-        actions: list[Action] = []
-        if now >= self._wake_at:
-            self._advance(now, actions)
         if seq != self._flight_seq:
             self._stale_responses += 1
         else:
@@ -371,12 +365,9 @@ class HeartbeatMachine:
         """
         now = self._check_now(now)
         status = _require_status("status", status)
-        self._now = now
-        if self._stopped:
+        actions = self._begin(now)
+        if actions is None:
             return ()
-        actions: list[Action] = []
-        if now >= self._wake_at:
-            self._advance(now, actions)
         if status != self._status:
             self._status = status
             if self._flight_seq is None:
@@ -394,12 +385,9 @@ class HeartbeatMachine:
             UsageError: `now` went backwards or is not finite.
         """
         now = self._check_now(now)
-        self._now = now
-        if self._stopped:
+        actions = self._begin(now)
+        if actions is None:
             return ()
-        actions: list[Action] = []
-        if now >= self._wake_at:
-            self._advance(now, actions)
         if self._flight_seq is None:
             self._next_beat_at = now
         return self._finish(now, actions)
@@ -414,12 +402,9 @@ class HeartbeatMachine:
             UsageError: `now` went backwards or is not finite.
         """
         now = self._check_now(now)
-        self._now = now
-        if self._stopped:
+        actions = self._begin(now)
+        if actions is None:
             return ()
-        actions: list[Action] = []
-        if now >= self._wake_at:
-            self._advance(now, actions)
         self._renew(now, now, actions)
         self._cadence_from = now
         self._failed_attempts = 0
@@ -444,12 +429,9 @@ class HeartbeatMachine:
         """
         now = self._check_now(now)
         self._check_seq(seq)
-        self._now = now
-        if self._stopped:
+        actions = self._begin(now)
+        if actions is None:
             return ()
-        actions: list[Action] = []
-        if now >= self._wake_at:
-            self._advance(now, actions)
         if seq == self._flight_seq:
             self._flight_seq = None
             self._next_beat_at = now
@@ -579,6 +561,16 @@ class HeartbeatMachine:
             raise UsageError("seq", seq, "must be an int")
         if not 1 <= seq < self._next_seq:
             raise UsageError("seq", seq, "was never issued by this machine")
+
+    def _begin(self, now: float) -> list[Action] | None:
+        """Store `now` (valid) and apply what time caused; None once stopped."""
+        self._now = now
+        if self._stopped:
+            return None
+        actions: list[Action] = []
+        if now >= self._wake_at:
+            self._advance(now, actions)
+        return actions
 
     def _advance(self, now: float, actions: list[Action]) -> None:
         """Apply what time caused up to `now`: an expired request, then a lapse."""
