@@ -18,7 +18,7 @@ import abc
 from dataclasses import dataclass
 from typing import Protocol
 
-from sansbeat import SansbeatError
+from sansbeat import SansbeatError, SendHeartbeat
 
 __all__ = [
     "AsyncGateway",
@@ -28,6 +28,7 @@ __all__ = [
     "InterruptibleGateway",
     "SyncGateway",
     "answered_status",
+    "log_heartbeat_sync_by",
     "retry_after_of",
 ]
 
@@ -126,3 +127,15 @@ class InterruptibleGateway(abc.ABC):
     @abc.abstractmethod
     def interrupt(self) -> None:
         """Make a call blocked in another thread fail now; thread-safe."""
+
+
+def log_heartbeat_sync_by(
+    gateway: SyncGateway | InterruptibleGateway, send: SendHeartbeat, timeout: float
+) -> object:
+    """Carry out `send` on a blocking gateway, bounded by `timeout` seconds when
+    the gateway takes a bound (an `InterruptibleGateway`); returns its answer."""
+    if isinstance(gateway, InterruptibleGateway):
+        return gateway.log_heartbeat_sync(
+            send.status, send.next_report_increment, timeout=timeout
+        )
+    return gateway.log_heartbeat_sync(send.status, send.next_report_increment)

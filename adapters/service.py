@@ -30,7 +30,7 @@ import anyio
 from sansbeat import Action, HeartbeatMachine, SendHeartbeat, StatusChanged
 
 from ._async import AsyncHeartbeatDriver, EventCallback, StopEvent, notify
-from ._gateway import InterruptibleGateway, answered_status, retry_after_of
+from ._gateway import answered_status, log_heartbeat_sync_by, retry_after_of
 from .sync import SyncHeartbeatDriver
 
 __all__ = ["HeartbeatService", "StateUpdate"]
@@ -189,16 +189,9 @@ class HeartbeatService:
         """
         send = self._take_send()
         try:
-            if isinstance(self._gateway, InterruptibleGateway):
-                answer = self._gateway.log_heartbeat_sync(
-                    send.status,
-                    send.next_report_increment,
-                    timeout=send.deadline - self._clock(),
-                )
-            else:
-                answer = self._gateway.log_heartbeat_sync(
-                    send.status, send.next_report_increment
-                )
+            answer = log_heartbeat_sync_by(
+                self._gateway, send, send.deadline - self._clock()
+            )
             status = answered_status(answer)
         except Exception as error:
             self._record_failure(send, error)

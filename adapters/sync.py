@@ -34,6 +34,7 @@ from ._gateway import (
     InterruptibleGateway,
     SyncGateway,
     answered_status,
+    log_heartbeat_sync_by,
     retry_after_of,
 )
 
@@ -169,16 +170,9 @@ class SyncHeartbeatDriver:
         try:
             if send.deadline <= self._clock():
                 return  # a beat queued for too long: the machine has given up on it
-            if isinstance(self._gateway, InterruptibleGateway):
-                answer = self._gateway.log_heartbeat_sync(
-                    send.status,
-                    send.next_report_increment,
-                    timeout=send.deadline - self._clock(),
-                )
-            else:
-                answer = self._gateway.log_heartbeat_sync(
-                    send.status, send.next_report_increment
-                )
+            answer = log_heartbeat_sync_by(
+                self._gateway, send, send.deadline - self._clock()
+            )
             status = answered_status(answer)
         except Exception as error:
             with self._woken:
