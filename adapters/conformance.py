@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import math
 import queue
@@ -50,6 +51,7 @@ from typing import Any, Protocol
 from sansbeat import (
     Action,
     HeartbeatMachine,
+    HeartbeatStats,
     LeaseLapsed,
     LeaseRestored,
     SendHeartbeat,
@@ -60,6 +62,7 @@ from sansbeat import (
 __all__ = [
     "FLOAT_TOLERANCE",
     "FORMAT",
+    "STATS",
     "Divergence",
     "InProcessPeer",
     "JitterExhausted",
@@ -96,17 +99,8 @@ JsonObject = dict[str, Any]
 
 # Non-finite numbers, which JSON cannot spell, are written as these objects.
 _SPECIAL_FLOATS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
-_STATS = (
-    "beats_sent",
-    "renewals",
-    "signals",
-    "failures",
-    "timeouts",
-    "stale_responses",
-    "lapses",
-    "max_renewal_gap",
-    "max_tick_lateness",
-)
+#: The counters, in HeartbeatStats' order.
+STATS = tuple(field.name for field in dataclasses.fields(HeartbeatStats))
 
 
 # ------------------------------------------------------------ the Python peer
@@ -310,7 +304,7 @@ class PythonPeer:
             "next_deadline": machine.next_deadline,
             "next_report_increment": machine.next_report_increment,
             "report_by_buffer": machine.report_by_buffer,
-            "stats": {name: getattr(stats, name) for name in _STATS},
+            "stats": {name: getattr(stats, name) for name in STATS},
             "stopped": machine.stopped,
         }
 

@@ -10,6 +10,7 @@ the same port), the lapse and the recovery. It takes about 12 seconds and exits.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 from sansbeat import Action, LeaseLapsed, LeaseRestored, StatusChanged
@@ -101,14 +102,8 @@ async def _main() -> None:
             await asyncio.to_thread(server.stop)
     stats = service.machine.stats
     say("stopped; the machine's counters:")
-    for name, value in vars_of(stats).items():
+    for name, value in dataclasses.asdict(stats).items():
         print(f"           {name:>18} = {value:g}")
-
-
-def vars_of(stats: object) -> dict[str, float]:
-    """The counters of a HeartbeatStats, by name."""
-    names = getattr(stats, "__slots__", ())
-    return {name: float(getattr(stats, name)) for name in names}
 
 
 if __name__ == "__main__":

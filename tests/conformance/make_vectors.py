@@ -52,6 +52,7 @@ from sansbeat.adapters.conformance import (
     EXACT_NUMBERS,
     FLOAT_TOLERANCE,
     FORMAT,
+    STATS,
     action_to_json,
     first_difference,
 )
@@ -84,17 +85,6 @@ _STATE_KEYS = frozenset(
         "stats",
         "stopped",
     }
-)
-_STATS = (
-    "beats_sent",
-    "renewals",
-    "signals",
-    "failures",
-    "timeouts",
-    "stale_responses",
-    "lapses",
-    "max_renewal_gap",
-    "max_tick_lateness",
 )
 _QUERIES = frozenset({"is_heartbeat_due", "time_since_last_heartbeat"})
 
@@ -136,7 +126,7 @@ def _state(machine: HeartbeatMachine, jitter: _Jitter) -> JsonObject:
         "next_deadline": machine.next_deadline,
         "next_report_increment": machine.next_report_increment,
         "report_by_buffer": machine.report_by_buffer,
-        "stats": {name: getattr(stats, name) for name in _STATS},
+        "stats": {name: getattr(stats, name) for name in STATS},
         "stopped": machine.stopped,
     }
 
@@ -170,7 +160,7 @@ def _check_state(stated: JsonObject, state: JsonObject) -> str | None:
         return f"unknown state keys {sorted(unknown)}"
     picked = {key: state[key] for key in stated}
     if "stats" in stated:
-        unknown = stated["stats"].keys() - set(_STATS)
+        unknown = stated["stats"].keys() - set(STATS)
         if unknown:
             return f"unknown stats {sorted(unknown)}"
         picked["stats"] = {key: state["stats"][key] for key in stated["stats"]}
