@@ -1,36 +1,39 @@
 """The async driver: runs one HeartbeatMachine over an async gateway (asyncio or trio).
 
-Strategy: the driver is a short loop with no protocol state of its own. It reads
-the clock, feeds the machine, carries out the actions, and sleeps until the
-machine's `next_deadline`. A heartbeat request runs as its own task in the
-driver's task group, so the loop keeps its schedule while a request is out; when
-an input changes the machine's schedule, the loop's sleep is moved to the new
-deadline instead of waking it (one wakeup per beat, no polling).
+Strategy: the driver is the group driver (`HeartbeatGroup`) holding one lease,
+the caller's machine. So one scheduler serves one lease and ten thousand: it
+sleeps until the machine's `next_deadline` (one wakeup per beat, no polling),
+moves that sleep when an input changes the schedule, makes a gateway call that
+answers at once inline (no task per beat), and runs a call that suspends
+alongside the timer, so the schedule holds while a request is out.
 
 Rules:
 - Written on anyio, so one driver serves asyncio and trio; times come from the
-  framework's clock (`anyio.current_time`, i.e. `loop.time()` or
-  `trio.current_time()`) unless a clock is injected, and sleeps are computed as
-  "framework now + (machine deadline - clock now)", so an injected clock need only
-  run at the same rate.
-- A request is cancelled at its `SendHeartbeat.deadline`; the machine itself
-  gives up on it at that moment (through `tick`), so the driver does nothing then.
+  framework's clock (`loop.time()` or `trio.current_time()`) unless a clock is
+  injected, which need only run at the framework clock's rate.
+- A request is cancelled at its `SendHeartbeat.deadline`, when the machine
+  itself gives up on it (through `tick`); the next call waits until a cancelled
+  one has unwound, so the server never sees two of ours at once.
 - No fault of the network, the server, the gateway or an event callback escapes
   the loop: each becomes a failure input to the machine, or is logged.
-- Cancellation is safe anywhere: every piece of state lives in the machine.
+- Cancellation is safe anywhere: every piece of state lives in the machine, and a
+  request cut off by stopping is abandoned in it (reporting a lapse if one is due).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 
 from sansbeat import Action, HeartbeatMachine, SendHeartbeat
 
-from ._gateway import AsyncGateway, answered_status, retry_after_of
+from ._gateway import AsyncGateway
+
+if TYPE_CHECKING:
+    from .group import LeaseHandle
 
 __all__ = ["AsyncHeartbeatDriver", "EventCallback", "StopEvent", "notify"]
 
@@ -80,12 +83,14 @@ class AsyncHeartbeatDriver:
         self._machine = machine
         self._gateway = gateway
         self._on_event = on_event
+        self._given_clock = clock
         self._clock: Callable[[], float] = clock or anyio.current_time
-        self._task_group: anyio.abc.TaskGroup | None = None
-        self._sleep: anyio.CancelScope | None = None
+        # The lease while `run` runs, and what ends the run early.
+        self._handle: LeaseHandle | None = None
+        self._running = False
+        self._done: anyio.Event | None = None
         # Beats the machine asked for while no loop was running to send them.
         self._unsent: list[SendHeartbeat] = []
-        self._gateway_lock = anyio.Lock()
 
     @property
     def machine(self) -> HeartbeatMachine:
@@ -94,22 +99,39 @@ class AsyncHeartbeatDriver:
 
     def adopt_unsent(self, send: SendHeartbeat) -> None:
         """Carry out `send`, a beat the machine asked for before this driver ran."""
-        self._apply((send,))
+        handle = self._handle
+        group = None if handle is None else handle._group
+        if handle is None or group is None:
+            self._unsent.append(send)
+        else:
+            group._apply(handle, (send,))
 
     def set_status(self, status: str) -> None:
         """Report `status` from now on; it goes out at once (or when the beat in
         flight ends). Raises `UsageError` for an empty or non-str status."""
-        self._apply(self._machine.set_status(status, self._clock()))
+        handle = self._handle
+        if handle is None:
+            self._keep(self._machine.set_status(status, self._clock()))
+        else:
+            handle.set_status(status)
 
     def reset_timer(self) -> None:
         """Count a heartbeat that was logged by other means just now."""
-        self._apply(self._machine.reset_timer(self._clock()))
+        handle = self._handle
+        if handle is None:
+            self._keep(self._machine.reset_timer(self._clock()))
+        else:
+            handle.reset_timer()
 
     def stop(self) -> None:
         """Stop for good: the machine sends nothing more and `run` returns."""
-        self._machine.stop(self._clock())
-        if self._task_group is not None:
-            self._task_group.cancel_scope.cancel()
+        handle = self._handle
+        if handle is not None:
+            handle.stop()
+        elif not self._machine.stopped:
+            self._machine.stop(self._clock())
+        if self._done is not None:
+            self._done.set()
 
     async def run(self, stop_event: StopEvent | None = None) -> None:
         """Heartbeat until `stop_event` is set, `stop()` is called, or cancelled.
@@ -117,85 +139,51 @@ class AsyncHeartbeatDriver:
         Returns promptly when stopped, leaving no task or connection behind; a
         request in flight is cancelled. Network and server faults never raise.
         """
-        if self._task_group is not None:
+        if self._running:
             raise RuntimeError("this driver is already running")
-        async with anyio.create_task_group() as task_group:
-            self._task_group = task_group
-            try:
-                if stop_event is not None:
-                    task_group.start_soon(self._cancel_when_set, stop_event)
-                unsent, self._unsent = self._unsent, []
-                for send in unsent:
-                    task_group.start_soon(self._exchange, send)
-                while not self._machine.stopped:
-                    self._apply(self._machine.tick(self._clock()))
-                    with anyio.CancelScope() as sleep:
-                        self._sleep = sleep
-                        self._reschedule()
-                        await anyio.sleep_forever()
-            finally:
-                self._sleep = None
-                self._task_group = None
-                task_group.cancel_scope.cancel()
-        # A request cancelled with the loop got no answer through no fault of the
-        # server: free the machine's slot, so a later tick or run beats at once.
-        in_flight = self._machine.in_flight
-        if in_flight is not None:
-            # Abandon never sends, but it may report a lapse that time caused.
-            for event in self._machine.abandon(in_flight, self._clock()):
-                notify(self._on_event, event)
-
-    async def _cancel_when_set(self, stop_event: StopEvent) -> None:
-        await stop_event.wait()
-        if self._task_group is not None:
-            self._task_group.cancel_scope.cancel()
-
-    def _framework_time(self, machine_time: float) -> float:
-        """`machine_time` (on `clock`) as an absolute time on the framework clock."""
-        if self._clock is anyio.current_time:
-            return machine_time
-        return anyio.current_time() + (machine_time - self._clock())
-
-    def _reschedule(self) -> None:
-        """Move the loop's sleep to the machine's next deadline."""
-        if self._sleep is None:
+        if self._machine.stopped:
             return
-        deadline = self._machine.next_deadline
-        if deadline is None:
-            self._sleep.cancel()
-        else:
-            self._sleep.deadline = self._framework_time(deadline)
+        from .group import HeartbeatGroup  # the group imports this module
 
-    def _apply(self, actions: Sequence[Action]) -> None:
+        self._running = True
+        self._done = done = anyio.Event()
+        on_event = self._on_event
+        try:
+            async with HeartbeatGroup(
+                max_concurrent_requests=1,
+                on_event=None if on_event is None else _forward(on_event),
+                clock=self._given_clock,
+            ) as group:
+                handle = self._handle = group._adopt(self._machine, self._gateway)
+                unsent, self._unsent = self._unsent, []
+                group._apply(handle, unsent)
+                if stop_event is None:
+                    await done.wait()
+                else:
+                    async with anyio.create_task_group() as waiting:
+                        waiting.start_soon(_set_when_set, stop_event, done)
+                        await done.wait()
+                        waiting.cancel_scope.cancel()
+        finally:
+            self._handle = None
+            self._done = None
+            self._running = False
+
+    def _keep(self, actions: Sequence[Action]) -> None:
+        """With no loop running: hold beats for the next run, report events."""
         for action in actions:
             if isinstance(action, SendHeartbeat):
-                if self._task_group is None:
-                    self._unsent.append(action)
-                else:
-                    self._task_group.start_soon(self._exchange, action)
+                self._unsent.append(action)
             else:
                 notify(self._on_event, action)
-        self._reschedule()
 
-    async def _exchange(self, send: SendHeartbeat) -> None:
-        """Carry out one beat and report its outcome to the machine."""
-        try:
-            with anyio.move_on_at(self._framework_time(send.deadline)) as deadline:
-                # A request cancelled at its deadline may still be closing its
-                # connection when the retry starts: one gateway call at a time,
-                # so the server never sees two requests of ours overlap.
-                async with self._gateway_lock:
-                    answer = await self._gateway.log_heartbeat(
-                        send.status, send.next_report_increment
-                    )
-            if deadline.cancelled_caught:
-                return  # the machine gives up at the deadline by itself
-            status = answered_status(answer)
-        except Exception as error:
-            logger.warning("sansbeat: heartbeat %d failed: %s", send.seq, error)
-            actions = self._machine.handle_failure(
-                send.seq, self._clock(), retry_after_of(error)
-            )
-        else:
-            actions = self._machine.handle_response(send.seq, status, self._clock())
-        self._apply(actions)
+
+def _forward(on_event: EventCallback) -> Callable[[LeaseHandle, Action], None]:
+    """The group's `(handle, event)` callback as the driver's `(event)` one (the
+    group logs what the callback raises)."""
+    return lambda _handle, event: on_event(event)
+
+
+async def _set_when_set(stop_event: StopEvent, done: anyio.Event) -> None:
+    await stop_event.wait()
+    done.set()

@@ -30,7 +30,9 @@ it out by itself at that deadline, through the scheduler's `tick`.
 
 Rules:
 - Each machine has at most one request in flight (the machine's own rule), so
-  requests are single-flight per lease and concurrent across leases.
+  requests are single-flight per lease and concurrent across leases. A lease's
+  gateway calls never overlap either: a retry that comes while the cancelled
+  call before it is still unwinding (closing its connection) waits for it.
 - No per-request timer: a request's deadline is one of its machine's deadlines,
   so the scheduler ticks the machine then, the machine gives the request up, and
   the scheduler cancels the request's scope.
@@ -96,6 +98,8 @@ class LeaseHandle:
         "_request_seq",
         "_events",
         "_clock",
+        "_busy",
+        "_held",
     )
 
     def __init__(
@@ -111,6 +115,11 @@ class LeaseHandle:
         self._request_seq = 0
         self._events: deque[Action] | None = None  # made at the first event
         self._clock = group._clock
+        # True while a gateway call of this lease runs (a cancelled one included,
+        # until it has unwound), and the beat that waits for it to end: the
+        # server never sees two requests of one lease at once.
+        self._busy = False
+        self._held: SendHeartbeat | None = None
 
     @property
     def machine(self) -> HeartbeatMachine:
@@ -378,14 +387,17 @@ class HeartbeatGroup:
             self._idle.clear()
             # Requests cancelled with the group got no answer through no fault of
             # the server: free each machine's slot, so a later driver beats at once.
+            # Abandoning never sends, but it reports a lapse that time caused.
             now = self._clock()
             for handle in self._handles:
                 handle._group = None
                 handle._request = None
+                handle._held = None
                 machine = handle._machine
                 seq = machine.in_flight
                 if seq is not None:
-                    machine.abandon(seq, now)
+                    for event in machine.abandon(seq, now):
+                        self._notify(handle, event)
             self._handles.clear()
             self._heap.clear()
 
@@ -411,23 +423,27 @@ class HeartbeatGroup:
         """
         if self._task_group is None:
             raise RuntimeError("add leases inside `async with HeartbeatGroup()`")
-        machine = HeartbeatMachine(
-            interval=interval,
-            report_by_buffer=report_by_buffer,
-            initial_status=initial_status,
-            now=self._clock(),
-            request_timeout=request_timeout,
-            backoff_initial=backoff_initial,
-            beat_at_start=beat_at_start,
-            lease_margin=lease_margin,
-            rng=self._rng,
+        return self._adopt(
+            HeartbeatMachine(
+                interval=interval,
+                report_by_buffer=report_by_buffer,
+                initial_status=initial_status,
+                now=self._clock(),
+                request_timeout=request_timeout,
+                backoff_initial=backoff_initial,
+                beat_at_start=beat_at_start,
+                lease_margin=lease_margin,
+                rng=self._rng,
+            ),
+            gateway,
         )
+
+    def _adopt(self, machine: HeartbeatMachine, gateway: AsyncGateway) -> LeaseHandle:
+        """Drive `machine` (built on this group's clock) over `gateway`: the
+        single-lease driver's way in, and `add`'s."""
         handle = LeaseHandle(self, machine, gateway)
         self._handles.add(handle)
-        if beat_at_start:
-            self._apply(handle, machine.tick(self._clock()))
-        else:
-            self._push(handle)
+        self._apply(handle, machine.tick(self._clock()))
         return handle
 
     def remove(self, handle: LeaseHandle) -> None:
@@ -443,10 +459,12 @@ class HeartbeatGroup:
         if request is not None:
             handle._request = None
             request.cancel()
+        handle._held = None
         machine = handle._machine
         seq = machine.in_flight
         if seq is not None and not machine.stopped:
-            machine.abandon(seq, self._clock())
+            for event in machine.abandon(seq, self._clock()):
+                self._notify(handle, event)
         self._retarget()
 
     @property
@@ -516,13 +534,7 @@ class HeartbeatGroup:
                 if outcome is not None:
                     answered = (action, outcome)  # reported after the others
             else:
-                handle._record(action)
-                on_event = self._on_event
-                if on_event is not None:
-                    try:
-                        on_event(handle, action)
-                    except Exception:
-                        logger.exception("sansbeat: the on_event callback raised")
+                self._notify(handle, action)
                 if handle._group is not self:  # the callback removed it
                     return
         if answered is None:
@@ -542,10 +554,24 @@ class HeartbeatGroup:
             else:
                 self._report(handle, send, outcome)
 
+    def _notify(self, handle: LeaseHandle, event: Action) -> None:
+        """Record `event` on its handle and pass it to `on_event`, whose
+        exceptions are logged, never allowed to stop the group."""
+        handle._record(event)
+        on_event = self._on_event
+        if on_event is not None:
+            try:
+                on_event(handle, event)
+            except Exception:
+                logger.exception("sansbeat: the on_event callback raised")
+
     def _send(self, handle: LeaseHandle, send: SendHeartbeat) -> str | Exception | None:
         """Send `send`: inline when the scheduler is ticking and may (returning
         the outcome if the gateway answered without suspending), else through
         the queue and a worker (returning None)."""
+        if handle._busy:  # its last call is still unwinding: this beat waits
+            handle._held = send
+            return None
         if (
             self._ticking
             and self._pending is None
@@ -573,6 +599,7 @@ class HeartbeatGroup:
             assert scope is not None
             handle._request = scope
             handle._request_seq = send.seq
+            handle._busy = True
             self._workers += 1
             self._pending = (handle, send, _Resume(steps, yielded))
             return None
@@ -652,6 +679,8 @@ class HeartbeatGroup:
                             outcome = answered_status(await rest)
                         except Exception as error:
                             outcome = error
+                        finally:
+                            self._call_ended(handle)
                         if handle._request is scope:
                             handle._request = None
                     if not scope.cancel_called:
@@ -667,6 +696,7 @@ class HeartbeatGroup:
                             self._spawn()
                             handle._request = scope
                             handle._request_seq = send.seq
+                            handle._busy = True
                             try:
                                 answer = await handle._gateway.log_heartbeat(
                                     send.status, send.next_report_increment
@@ -674,6 +704,8 @@ class HeartbeatGroup:
                                 outcome = answered_status(answer)
                             except Exception as error:
                                 outcome = error
+                            finally:
+                                self._call_ended(handle)
                             if handle._request is scope:
                                 handle._request = None
                             if scope.cancel_called:
@@ -703,6 +735,15 @@ class HeartbeatGroup:
             elif not parked.lead:  # woken and counted, but cancelled before it ran
                 self._workers -= 1
                 self._starting = False
+
+    def _call_ended(self, handle: LeaseHandle) -> None:
+        """A gateway call of `handle` is over: a beat held back for it goes
+        first to the task that ran the call, which looks for work next."""
+        handle._busy = False
+        held = handle._held
+        if held is not None:
+            handle._held = None
+            self._waiting.appendleft((handle, held))
 
     def _report(
         self, handle: LeaseHandle, send: SendHeartbeat, outcome: str | Exception

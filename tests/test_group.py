@@ -354,3 +354,56 @@ async def test_a_slow_gateway_does_not_hold_up_instant_ones() -> None:
     )
     assert slow_handle.machine.stats.renewals == len(slow.calls) == 6
     assert slow.max_in_flight == 1
+
+
+@dataclass
+class SlowToUnwindGateway:
+    """The first call hangs and, once cancelled, takes `unwind` seconds to end (a
+    connection still closing); later calls answer at once. Records every call's
+    (start, end) and the most calls seen running at once."""
+
+    unwind: float
+    spans: list[tuple[float, float]] = field(default_factory=list)
+    running: int = 0
+    most_running: int = 0
+
+    async def log_heartbeat(self, status: str, next_report_increment: float) -> object:
+        start = anyio.current_time()
+        self.running += 1
+        self.most_running = max(self.most_running, self.running)
+        try:
+            if not self.spans:
+                try:
+                    await anyio.sleep_forever()
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await anyio.sleep(self.unwind)
+            return HeartbeatAnswer(status)
+        finally:
+            self.running -= 1
+            self.spans.append((start, anyio.current_time()))
+
+
+async def test_a_retry_waits_for_the_cancelled_call_to_unwind() -> None:
+    # The beat at 10 s times out at 11 s and unwinds until 13 s. The first retry
+    # (due by 11.1 s, deadline by 12.1 s) waits and is given up; the second (due
+    # by 12.3 s, deadline after 13.15 s) waits and goes out when the call ends.
+    gateway = SlowToUnwindGateway(unwind=2.0)
+    async with HeartbeatGroup() as group:
+        start = anyio.current_time()
+        handle = group.add(
+            gateway,
+            interval=10.0,
+            report_by_buffer=1.5,
+            initial_status="R",
+            request_timeout=1.0,
+            backoff_initial=0.1,
+        )
+        await anyio.sleep(14.0)
+        assert gateway.most_running == 1
+        (first, second) = [(a - start, b - start) for a, b in gateway.spans]
+        assert first == pytest.approx((10.0, 13.0))
+        assert second[0] == pytest.approx(13.0)
+        stats = handle.machine.stats
+        # Three beats, two timed out (one never reached the gateway), one renewed.
+        assert (stats.beats_sent, stats.timeouts, stats.renewals) == (3, 2, 1)
