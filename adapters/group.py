@@ -1,7 +1,7 @@
 """The group driver: many heartbeat machines on one timer, for asyncio and trio.
 
-Strategy: one scheduler task owns a heap of `(deadline, counter, handle)`, one
-entry per lease's `next_deadline`. It sleeps in a `CancelScope` whose deadline is
+Strategy: one scheduler task owns a heap of deadlines, and for each the leases
+whose `next_deadline` it is. It sleeps in a `CancelScope` whose deadline is
 the earliest live entry; an input that makes some lease's deadline earlier moves
 that sleep (no polling, and a single idle lease wakes exactly once per beat). At
 a wakeup it pops every due entry, ticks those machines, and carries out their
@@ -57,9 +57,8 @@ import math
 import random
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator, Sequence
-from itertools import count
 from types import CoroutineType, TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import anyio.abc
@@ -207,14 +206,15 @@ class _Alarm:
     """The scheduler's sleep on asyncio: a future woken by a loop timer.
 
     Cheaper than a `CancelScope` deadline there (no cancellation is raised to
-    wake up); `deadline` is movable like a scope's, on the framework clock.
+    wake up); `deadline` is movable like a scope's, on the framework clock. One
+    alarm serves every sleep of a scheduler: each `wait` has its own future.
     """
 
     __slots__ = ("_future", "_loop", "_timer", "_deadline")
 
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._future: asyncio.Future[None] = self._loop.create_future()
+        self._future: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._deadline = math.inf
 
@@ -232,15 +232,27 @@ class _Alarm:
             self._timer = self._loop.call_at(value, self._ring)
 
     def _ring(self) -> None:
-        if not self._future.done():
-            self._future.set_result(None)
+        self._timer = None
+        future = self._future
+        if future is not None and not future.done():
+            future.set_result(None)
 
     async def wait(self) -> None:
+        """Sleep until `deadline` (set it first; it may move meanwhile)."""
+        self._future = future = self._loop.create_future()
         try:
-            await self._future
+            await future
         finally:
+            self._future = None
             if self._timer is not None:
                 self._timer.cancel()
+                self._timer = None
+
+
+class _Sleep(Protocol):
+    """What the scheduler sleeps in: an `_Alarm` or a trio `CancelScope`."""
+
+    deadline: float
 
 
 class _Parked:
@@ -330,11 +342,15 @@ class HeartbeatGroup:
         self._limit = max_concurrent_requests
         self._on_event = on_event
         self._clock: Callable[[], float] = clock or anyio.current_time
-        self._own_clock = clock is None
+        # `anyio.current_time` is the framework's clock, found anew at each call
+        # (a few us): the group reads that clock directly instead.
+        self._own_clock = clock is None or clock is anyio.current_time
         self._framework_now: Callable[[], float] = anyio.current_time
         self._rng = random.Random()
-        self._heap: list[tuple[float, int, LeaseHandle]] = []
-        self._counter = count()
+        # The timer: a heap of distinct deadlines (floats compare fast; tuples
+        # holding handles cost 4x as much to sift), and who is due at each.
+        self._heap: list[float] = []
+        self._due: dict[float, LeaseHandle | list[LeaseHandle]] = {}
         self._handles: set[LeaseHandle] = set()
         # Beats waiting for a request slot, in arrival order.
         self._waiting: deque[tuple[LeaseHandle, SendHeartbeat]] = deque()
@@ -350,7 +366,7 @@ class HeartbeatGroup:
         self._woke_at = -math.inf
         self._task_group: anyio.abc.TaskGroup | None = None
         # The scheduler's sleep while it sleeps: an `_Alarm` (asyncio) or a scope.
-        self._sleep: _Alarm | anyio.CancelScope | None = None
+        self._sleep: _Sleep | None = None
         self._sleep_until = math.inf  # the sleep's deadline, on the machine clock
         self._closed = False
 
@@ -400,6 +416,7 @@ class HeartbeatGroup:
                         self._notify(handle, event)
             self._handles.clear()
             self._heap.clear()
+            self._due.clear()
 
     # ---------------------------------------------------------------- leases
 
@@ -498,7 +515,15 @@ class HeartbeatGroup:
             return
         handle._queued_at = deadline
         if deadline is not None:
-            heapq.heappush(self._heap, (deadline, next(self._counter), handle))
+            due = self._due
+            entry = due.get(deadline)
+            if entry is None:
+                due[deadline] = handle
+                heapq.heappush(self._heap, deadline)
+            elif isinstance(entry, list):
+                entry.append(handle)
+            else:
+                due[deadline] = [entry, handle]
         if self._sleep is None:
             return
         if deadline is not None and deadline < self._sleep_until:
@@ -512,16 +537,27 @@ class HeartbeatGroup:
     def _retarget(self) -> None:
         """Drop stale entries off the heap's top; sleep until the first live one."""
         heap = self._heap
+        due = self._due
         while heap:
-            deadline, _, handle = heap[0]
-            if handle._queued_at == deadline and handle._group is self:
+            deadline = heap[0]
+            if self._live(due[deadline], deadline):
                 break
             heapq.heappop(heap)
-        until = max(heap[0][0], self._woke_at + self._resolution) if heap else math.inf
+            del due[deadline]
+        until = max(heap[0], self._woke_at + self._resolution) if heap else math.inf
         sleep = self._sleep
         if sleep is not None and until != self._sleep_until:
             self._sleep_until = until
             sleep.deadline = self._framework_time(until) if heap else math.inf
+
+    def _live(self, entry: LeaseHandle | list[LeaseHandle], deadline: float) -> bool:
+        """Whether some lease of a heap entry is still queued at its deadline."""
+        if isinstance(entry, list):
+            return any(
+                handle._queued_at == deadline and handle._group is self
+                for handle in entry
+            )
+        return entry._queued_at == deadline and entry._group is self
 
     def _apply(self, handle: LeaseHandle, actions: Sequence[Action]) -> None:
         """Carry out `handle`'s actions, then requeue it at its new deadline."""
@@ -770,33 +806,33 @@ class HeartbeatGroup:
         suspended: the caller finishes that request, in `scope`.
         """
         heap = self._heap
+        due = self._due
         clock = self._clock
         heappop = heapq.heappop
         on_asyncio = _on_asyncio()
+        alarm = _Alarm() if on_asyncio else None
+        if alarm is None:
+            import trio  # only under trio, which is then loaded
         self._scope = scope
         now = clock()
         while True:
             self._ticking = True
             try:
                 while heap:
-                    deadline, _, handle = heap[0]
+                    deadline = heap[0]
                     if deadline > now:
-                        if handle._queued_at == deadline and handle._group is self:
+                        if self._live(due[deadline], deadline):
                             break
                         heappop(heap)  # stale: drop it before sleeping on it
+                        del due[deadline]
                         continue
                     heappop(heap)
-                    if handle._queued_at != deadline:
-                        continue
-                    handle._queued_at = None
-                    machine = handle._machine
-                    actions = machine.tick(now)
-                    request = handle._request
-                    if request is not None and machine.in_flight != handle._request_seq:
-                        # The machine gave the request up at its deadline.
-                        handle._request = None
-                        request.cancel()
-                    self._apply(handle, actions)
+                    entry = due.pop(deadline)
+                    if isinstance(entry, list):
+                        for handle in entry:
+                            self._tick(handle, deadline, now)
+                    else:
+                        self._tick(entry, deadline, now)
             finally:
                 self._ticking = False
             pending = self._pending
@@ -805,23 +841,38 @@ class HeartbeatGroup:
                 self._scope = None
                 self._hand_off()
                 return pending
-            if on_asyncio:
-                alarm = _Alarm()
+            if alarm is not None:
                 self._sleep = alarm
                 self._set_sleep(alarm, now)
                 await alarm.wait()
             else:
-                with anyio.CancelScope() as sleep:
+                # trio's own scope: anyio's wrapper over it costs a third more
+                # per wakeup, and here a wakeup comes every `resolution`.
+                with trio.CancelScope() as sleep:
                     self._sleep = sleep
                     self._set_sleep(sleep, now)
-                    await anyio.sleep_forever()
+                    await trio.sleep_forever()
             self._sleep = None
             self._woke_at = now = clock()
 
-    def _set_sleep(self, sleep: _Alarm | anyio.CancelScope, now: float) -> None:
+    def _tick(self, handle: LeaseHandle, deadline: float, now: float) -> None:
+        """Tick `handle`'s machine, due at `deadline`, if it is still queued then."""
+        if handle._queued_at != deadline:
+            return  # stale (requeued, or removed)
+        handle._queued_at = None
+        machine = handle._machine
+        actions = machine.tick(now)
+        request = handle._request
+        if request is not None and machine.in_flight != handle._request_seq:
+            # The machine gave the request up at its deadline.
+            handle._request = None
+            request.cancel()
+        self._apply(handle, actions)
+
+    def _set_sleep(self, sleep: _Sleep, now: float) -> None:
         heap = self._heap
         if heap:
-            self._sleep_until = max(heap[0][0], now + self._resolution)
+            self._sleep_until = max(heap[0], now + self._resolution)
             sleep.deadline = self._framework_time(self._sleep_until)
         else:
             self._sleep_until = math.inf

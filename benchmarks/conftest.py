@@ -8,8 +8,8 @@ their ratios to the baseline.
 
 A benchmark that measures its own figure puts it in "cpu_per_call" (seconds of
 process CPU per operation, e.g. the median over rounds of `time.process_time()`);
-the summary then uses that figure, prints pytest-benchmark's wall-clock median per
-operation beside it, and compares it only to a baseline measured the same way.
+the summary then uses that figure (named by "figure" when it is not CPU, e.g.
+"p99 lateness"), prints pytest-benchmark's wall-clock median per operation beside it, and compares it only to a baseline measured the same way.
 If it also measured its baseline itself, interleaved with its own rounds, it puts
 that figure in "baseline_cpu_per_call", and the ratio uses it: two measurements
 taken round by round see the same machine, where two benchmarks run one after the
@@ -52,7 +52,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         figure, is_cpu = figures[bench.name]
         line = f"{bench.name}: {_format(figure)}"
         if is_cpu:
-            line += f" CPU (wall {_format(_wall_per_call(bench))})"
+            figure_name = bench.extra_info.get("figure", "CPU")
+            line += f" {figure_name} (wall {_format(_wall_per_call(bench))})"
         baseline = bench.extra_info.get("baseline")
         paired = bench.extra_info.get("baseline_cpu_per_call")
         ratio: float | None = None
