@@ -9,11 +9,12 @@ their ratios to the baseline.
 A benchmark that measures its own figure puts it in "cpu_per_call" (seconds of
 process CPU per operation, e.g. the median over rounds of `time.process_time()`);
 the summary then uses that figure (named by "figure" when it is not CPU, e.g.
-"p99 lateness"), prints pytest-benchmark's wall-clock median per operation beside it, and compares it only to a baseline measured the same way.
-If it also measured its baseline itself, interleaved with its own rounds, it puts
-that figure in "baseline_cpu_per_call", and the ratio uses it: two measurements
-taken round by round see the same machine, where two benchmarks run one after the
-other may not.
+"p99 lateness"), prints pytest-benchmark's wall-clock median per operation beside
+it, and compares it only to a baseline measured the same way. If it also
+measured its baseline itself, interleaved with its own rounds, it puts that
+figure in "baseline_cpu_per_call", and the ratio uses it: two measurements taken
+round by round see the same machine, where two benchmarks run one after the other
+may not.
 """
 
 from __future__ import annotations
