@@ -435,8 +435,11 @@ class HeartbeatGroup:
         """Start heartbeating over `gateway`; returns the lease's handle.
 
         Builds the lease's `HeartbeatMachine` on the group's clock, now; the
-        settings are the machine's (seconds; see `HeartbeatMachine`). Raises
-        `UsageError` for a bad setting and `RuntimeError` outside `async with`.
+        settings are the machine's (seconds; see `HeartbeatMachine`), with its
+        defaults. `lease_margin` stays 0 as in the machine, since the group
+        serves any server; against Jobmon, which keeps deadlines in whole
+        seconds, pass 1.0 as `HeartbeatService` does. Raises `UsageError` for a
+        bad setting and `RuntimeError` outside `async with`.
         """
         if self._task_group is None:
             raise RuntimeError("add leases inside `async with HeartbeatGroup()`")

@@ -407,3 +407,27 @@ async def test_a_retry_waits_for_the_cancelled_call_to_unwind() -> None:
         stats = handle.machine.stats
         # Three beats, two timed out (one never reached the gateway), one renewed.
         assert (stats.beats_sent, stats.timeouts, stats.renewals) == (3, 2, 1)
+
+
+async def test_exit_after_a_blocked_loop_reports_the_lapse_abandoning_finds() -> None:
+    # The loop is blocked (the clock jumps 100 s) while a beat is in flight, and
+    # the group exits before the scheduler ticks again: abandoning that request
+    # is the input that learns the lapse, and it reports it.
+    blocked = [0.0]
+    events: list[Action] = []
+    gateway = _gateway(lambda at, status: Hang())
+    async with HeartbeatGroup(
+        clock=lambda: anyio.current_time() + blocked[0],
+        on_event=lambda handle, event: events.append(event),
+    ) as group:
+        handle = group.add(
+            gateway, interval=10.0, report_by_buffer=1.5, initial_status="R"
+        )
+        await anyio.sleep(10.5)
+        assert handle.machine.in_flight is not None
+        assert events == []
+        blocked[0] = 100.0
+    assert handle.machine.in_flight is None
+    assert [type(event) for event in events] == [LeaseLapsed]
+    assert list(handle.events) == events
+    assert handle.machine.stats.lapses == 1
