@@ -84,9 +84,13 @@ def _check_invariants(machine: HeartbeatMachine, last_now: float, last: str) -> 
         return
     assert deadline is not None
     assert math.isfinite(deadline)
-    # Every acting input leaves its next deadline after `now`; `abandon` (and
-    # construction with beat_at_start) leaves the beat due at once.
-    if last in {"abandon", "new"}:
+    # Every acting input leaves its next deadline after `now`. `abandon` never
+    # sends, so it may leave a beat due, even one that fell due before `now`
+    # (a retry whose time passed with the abandoned request): W <= now, per
+    # docs/protocol.md. Construction with beat_at_start leaves it due at once.
+    if last == "abandon":
+        assert deadline > last_now or machine.in_flight is None
+    elif last == "new":
         assert deadline >= last_now
     else:
         assert deadline > last_now
