@@ -55,20 +55,20 @@ def test_abandon_frees_the_slot_without_a_failure_and_beats_next_tick() -> None:
 
 
 def test_abandon_after_the_request_timed_out_leaves_its_retry_due() -> None:
-    # The request (deadline 37.5 s) timed out before the abandon at 60 s, which
+    # The request (deadline 37.5 s) timed out before the abandon at 44 s, which
     # learns it: the retry fell due in between, and abandon, which never sends,
     # leaves it due (next_deadline before now), so the next tick sends it.
     machine = _machine()
     send = _send(machine.tick(30.0))
     assert send.deadline == 37.5
-    assert machine.abandon(send.seq, 60.0) == ()
+    assert machine.abandon(send.seq, 44.0) == ()
     assert machine.stats.timeouts == 1
     assert machine.in_flight is None
     due = machine.next_deadline
-    assert due is not None and 37.5 < due < 60.0
-    retry = _send(machine.tick(60.0))
+    assert due is not None and 37.5 < due < 44.0
+    retry = _send(machine.tick(44.0))
     assert retry.seq == send.seq + 1
-    assert machine.stats.max_tick_lateness == 60.0 - due
+    assert machine.stats.max_tick_lateness == 44.0 - due
 
 
 def test_abandoning_a_request_no_longer_in_flight_changes_nothing() -> None:
