@@ -65,7 +65,8 @@ def test_abandon_after_the_request_timed_out_leaves_its_retry_due() -> None:
     assert machine.stats.timeouts == 1
     assert machine.in_flight is None
     due = machine.next_deadline
-    assert due is not None and 37.5 < due < 44.0
+    assert due is not None
+    assert 37.5 < due < 44.0
     retry = _send(machine.tick(44.0))
     assert retry.seq == send.seq + 1
     assert machine.stats.max_tick_lateness == 44.0 - due
