@@ -87,7 +87,6 @@ class AsyncHeartbeatDriver:
         self._clock: Callable[[], float] = clock or anyio.current_time
         # The lease while `run` runs, and what ends the run early.
         self._handle: LeaseHandle | None = None
-        self._running = False
         self._done: anyio.Event | None = None
         # Beats the machine asked for while no loop was running to send them.
         self._unsent: list[SendHeartbeat] = []
@@ -139,13 +138,12 @@ class AsyncHeartbeatDriver:
         Returns promptly when stopped, leaving no task or connection behind; a
         request in flight is cancelled. Network and server faults never raise.
         """
-        if self._running:
+        if self._done is not None:
             raise RuntimeError("this driver is already running")
         if self._machine.stopped:
             return
         from .group import HeartbeatGroup  # the group imports this module
 
-        self._running = True
         self._done = done = anyio.Event()
         on_event = self._on_event
         try:
@@ -167,7 +165,6 @@ class AsyncHeartbeatDriver:
         finally:
             self._handle = None
             self._done = None
-            self._running = False
 
     def _keep(self, actions: Sequence[Action]) -> None:
         """With no loop running: hold beats for the next run, report events."""
