@@ -905,11 +905,14 @@ class HeartbeatConnection:
         assert conn is not None
         code = self._status_code
         assert code is not None
+        # A body the server ended by closing the connection (no Content-Length)
+        # leaves nothing to reuse, though h11 may still call both sides DONE.
         keep_alive = (
             conn.our_state is h11.DONE
             and conn.their_state is h11.DONE
             and not conn.trailing_data[0]
             and not self._mixed_framing
+            and not self._eof
         )
         outcome: Outcome
         if self._body is None:

@@ -465,6 +465,22 @@ def test_http_1_0_body_without_length_ends_at_end_of_file(split: str) -> None:
 
 
 @pytest.mark.parametrize("split", SPLITS)
+def test_http_1_1_body_without_length_ends_at_end_of_file_and_is_not_reused(
+    split: str,
+) -> None:
+    # Hypothesis found it: h11 calls both sides DONE after a close-delimited
+    # HTTP/1.1 body, and the connection (closed by the server) was kept, so
+    # the next exchange fed h11 data after its end of file and h11 raised.
+    data = response(content_length=False)
+    conn = HeartbeatConnection(ENDPOINT)
+    conn.request_bytes(beat())
+    for chunk in pieces(data, split):
+        assert conn.receive_data(chunk) is None
+    assert conn.receive_data(b"") == Answered(seq=1, status="R", keep_alive=False)
+    assert not conn.reusable
+
+
+@pytest.mark.parametrize("split", SPLITS)
 def test_chunked_body_is_answered_and_reusable(split: str) -> None:
     data = chunked(b"HTTP/1.1 200 OK", [b'{"sta', b'tus": ', b'"H"}\n'], b"X-T: 1\r\n")
     assert exchange(data, split) == Answered(seq=1, status="H", keep_alive=True)
