@@ -112,8 +112,14 @@ class CountingGateway:
         self.calls += 1
         return HeartbeatAnswer(status)
 
+    def log_heartbeat_sync(
+        self, status: str, next_report_increment: float
+    ) -> HeartbeatAnswer:
+        self.calls += 1
+        return HeartbeatAnswer(status)
 
-class _RecordingMachine(HeartbeatMachine):
+
+class RecordingMachine(HeartbeatMachine):
     """A machine that records how late each beat-sending tick ran (seconds)."""
 
     __slots__ = ()
@@ -130,11 +136,11 @@ class _RecordingMachine(HeartbeatMachine):
 
 @contextmanager
 def _recording_machines(lateness: list[float]) -> Iterator[None]:
-    """Make the group build `_RecordingMachine`s that append to `lateness`."""
-    _RecordingMachine.lateness = lateness
+    """Make the group build `RecordingMachine`s that append to `lateness`."""
+    RecordingMachine.lateness = lateness
     # By name: the group's module does not export the class it builds.
     built = getattr(group_module, "HeartbeatMachine")  # noqa: B009
-    setattr(group_module, "HeartbeatMachine", _RecordingMachine)  # noqa: B010
+    setattr(group_module, "HeartbeatMachine", RecordingMachine)  # noqa: B010
     try:
         yield
     finally:
@@ -179,7 +185,7 @@ async def _group(
                     report_by_buffer=_BUFFER,
                     initial_status=_STATUS,
                 )
-                if not handles and type(handle.machine) is not _RecordingMachine:
+                if not handles and type(handle.machine) is not RecordingMachine:
                     raise RuntimeError(
                         "the group no longer builds its machines through "
                         "group.HeartbeatMachine: its lateness cannot be recorded"

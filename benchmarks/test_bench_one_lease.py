@@ -47,13 +47,13 @@ import threading
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import anyio
 import pytest
+from plot_fleet import CountingGateway, RecordingMachine, p99
 
-from sansbeat import Action, HeartbeatMachine, SendHeartbeat
-from sansbeat.adapters import HeartbeatAnswer, HeartbeatGroup, HeartbeatService
+from sansbeat.adapters import HeartbeatGroup, HeartbeatService
 from sansbeat.adapters import group as group_module
 from sansbeat.adapters.asyncio import AsyncHeartbeatDriver
 from sansbeat.adapters.sync import SyncHeartbeatDriver
@@ -65,31 +65,6 @@ logger = logging.getLogger("benchmarks.jobmon_poll")
 
 def _quick(config: pytest.Config) -> bool:
     return not _FULL and bool(config.getoption("benchmark_disable", False))
-
-
-class _InstantGateway:
-    """Renews every beat at once, as an in-memory server does; counts the calls."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    async def log_heartbeat(
-        self, status: str, next_report_increment: float
-    ) -> HeartbeatAnswer:
-        self.calls += 1
-        return HeartbeatAnswer(status)
-
-    def log_heartbeat_sync(
-        self, status: str, next_report_increment: float
-    ) -> HeartbeatAnswer:
-        self.calls += 1
-        return HeartbeatAnswer(status)
-
-
-def _p99(values: list[float]) -> float:
-    """The 99th percentile (nearest rank) of `values`."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
 def _ms(seconds: float) -> str:
@@ -107,16 +82,16 @@ _BUFFER = 1.5
 # Multiples of 7.5 are exact in binary, so virtual times never round.
 _WINDOW_START = 1.25 * _INTERVAL
 
-_Subject = Callable[[_InstantGateway, asyncio.Event], Coroutine[Any, Any, None]]
+_Subject = Callable[[CountingGateway, asyncio.Event], Coroutine[Any, Any, None]]
 
 
-async def _service(gateway: _InstantGateway, stop: asyncio.Event) -> None:
+async def _service(gateway: CountingGateway, stop: asyncio.Event) -> None:
     """sansbeat's drop-in for Jobmon's service (default lease_margin, 1 s)."""
     service = HeartbeatService(gateway, _INTERVAL, _BUFFER, "R")
     await service.run_background(stop)
 
 
-async def _group(gateway: _InstantGateway, stop: asyncio.Event) -> None:
+async def _group(gateway: CountingGateway, stop: asyncio.Event) -> None:
     """A HeartbeatGroup holding one lease."""
     async with HeartbeatGroup() as group:
         group.add(
@@ -125,7 +100,7 @@ async def _group(gateway: _InstantGateway, stop: asyncio.Event) -> None:
         await stop.wait()
 
 
-async def _jobmon_poll(gateway: _InstantGateway, stop: asyncio.Event) -> None:
+async def _jobmon_poll(gateway: CountingGateway, stop: asyncio.Event) -> None:
     """The baseline: Jobmon's `run_background` loop, rebuilt from its description
     (wake every interval / 2 through `wait_for` on the stop event; beat once an
     interval has passed since the last beat; log a failure, never raise)."""
@@ -153,7 +128,7 @@ async def _jobmon_poll(gateway: _InstantGateway, stop: asyncio.Event) -> None:
                 logger.exception("heartbeat failed")
 
 
-async def _bare_sleep_poll(gateway: _InstantGateway, stop: asyncio.Event) -> None:
+async def _bare_sleep_poll(gateway: CountingGateway, stop: asyncio.Event) -> None:
     """For context: the same poll with a bare `asyncio.sleep(interval / 2)`."""
     loop = asyncio.get_running_loop()
     tick_interval = max(0.1, _INTERVAL / 2)
@@ -202,7 +177,7 @@ def _idle_round(subject: str, beats: int, *, counting: bool = False) -> _Idle:
     loop = _CountingLoop() if counting else VirtualTimeLoop()
 
     async def main() -> _Idle:
-        gateway = _InstantGateway()
+        gateway = CountingGateway()
         stop = asyncio.Event()
         task = asyncio.create_task(_SUBJECTS[subject](gateway, stop))
         await asyncio.sleep(_WINDOW_START)  # the first beat is behind us
@@ -287,21 +262,6 @@ _LATE_INTERVAL = 0.02  # seconds: 50 beats a second keeps a round short
 _LATE_TARGET = 0.002  # seconds, p99
 
 
-class _LatenessMachine(HeartbeatMachine):
-    """Records how late (seconds) each tick that sends a beat ran after the
-    deadline it was due at; one lease at a time, so the record is shared."""
-
-    __slots__ = ()
-    late: ClassVar[list[float]] = []
-
-    def tick(self, now: float) -> tuple[Action, ...]:
-        due = self.next_deadline
-        actions = super().tick(now)
-        if due is not None and any(isinstance(a, SendHeartbeat) for a in actions):
-            _LatenessMachine.late.append(now - due)
-        return actions
-
-
 def _window(beats: int) -> float:
     """Seconds a round runs: `beats` intervals and half of one more."""
     return _LATE_INTERVAL * (beats + 0.5)
@@ -313,15 +273,15 @@ def _settled(late: list[float]) -> list[float]:
     return late[1:]
 
 
-def _machine(now: float) -> _LatenessMachine:
-    return _LatenessMachine(
+def _machine(now: float) -> RecordingMachine:
+    return RecordingMachine(
         interval=_LATE_INTERVAL, report_by_buffer=_BUFFER, initial_status="R", now=now
     )
 
 
 def _thread_driver(beats: int) -> list[float]:
-    _LatenessMachine.late = []
-    driver = SyncHeartbeatDriver(_machine(time.monotonic()), _InstantGateway())
+    RecordingMachine.lateness = []
+    driver = SyncHeartbeatDriver(_machine(time.monotonic()), CountingGateway())
     stop = threading.Event()
     worker = threading.Thread(target=driver.run, args=(stop,))
     worker.start()
@@ -330,7 +290,7 @@ def _thread_driver(beats: int) -> list[float]:
     finally:
         stop.set()
         worker.join()
-    return _settled(_LatenessMachine.late)
+    return _settled(RecordingMachine.lateness)
 
 
 def _thread_timer(beats: int) -> list[float]:
@@ -351,28 +311,28 @@ def _thread_timer(beats: int) -> list[float]:
 
 
 async def _async_driver(beats: int) -> list[float]:
-    _LatenessMachine.late = []
-    driver = AsyncHeartbeatDriver(_machine(anyio.current_time()), _InstantGateway())
+    RecordingMachine.lateness = []
+    driver = AsyncHeartbeatDriver(_machine(anyio.current_time()), CountingGateway())
     stop = anyio.Event()
     async with anyio.create_task_group() as task_group:
         task_group.start_soon(driver.run, stop)
         await anyio.sleep(_window(beats))
         stop.set()
-    return _settled(_LatenessMachine.late)
+    return _settled(RecordingMachine.lateness)
 
 
 async def _group_lease(beats: int) -> list[float]:
-    # The group builds its machines: the test makes it build _LatenessMachine.
-    _LatenessMachine.late = []
+    # The group builds its machines: the test makes it build RecordingMachine.
+    RecordingMachine.lateness = []
     async with HeartbeatGroup() as group:
         group.add(
-            _InstantGateway(),
+            CountingGateway(),
             interval=_LATE_INTERVAL,
             report_by_buffer=_BUFFER,
             initial_status="R",
         )
         await anyio.sleep(_window(beats))
-    return _settled(_LatenessMachine.late)
+    return _settled(RecordingMachine.lateness)
 
 
 async def _async_timer(beats: int) -> list[float]:
@@ -422,7 +382,7 @@ _ADAPTERS: dict[str, tuple[_Round, _Round, str]] = {
 
 
 @pytest.mark.parametrize("adapter", list(_ADAPTERS))
-def test_single_lease_lateness_p99(
+def test_single_lease_latenessp99(
     benchmark: Any,
     adapter: str,
     monkeypatch: pytest.MonkeyPatch,
@@ -431,7 +391,7 @@ def test_single_lease_lateness_p99(
     """p99 lateness (seconds) of one lease's beats / the bare timer's, pooled over
     interleaved rounds. The figure goes in "cpu_per_call" so that conftest's
     summary prints the ratio, though it is a lateness, not a CPU time."""
-    monkeypatch.setattr(group_module, "HeartbeatMachine", _LatenessMachine)
+    monkeypatch.setattr(group_module, "HeartbeatMachine", RecordingMachine)
     beats = 30 if _quick(pytestconfig) else 60
     ours: list[float] = []
     bare: list[float] = []
@@ -450,10 +410,10 @@ def test_single_lease_lateness_p99(
     )
     info = benchmark.extra_info
     info["figure"] = "p99 lateness"  # not CPU: see the docstring
-    info["cpu_per_call"] = _p99(ours)
+    info["cpu_per_call"] = p99(ours)
     info["calls_per_round"] = beats
     info["baseline"] = f"p99 lateness of a bare {baseline_name}"
-    info["baseline_cpu_per_call"] = _p99(bare)
+    info["baseline_cpu_per_call"] = p99(bare)
     info["beats"] = len(ours)
     info["median_lateness"] = statistics.median(ours)
     info["max_lateness"] = max(ours)
@@ -461,11 +421,11 @@ def test_single_lease_lateness_p99(
     info["baseline_max_lateness"] = max(bare)
     info["target_p99_lateness"] = _LATE_TARGET
     print(
-        f"\n{adapter} lateness over {len(ours)} beats: p99 {_ms(_p99(ours))} "
+        f"\n{adapter} lateness over {len(ours)} beats: p99 {_ms(p99(ours))} "
         f"(median {_ms(info['median_lateness'])}, max {_ms(max(ours))}); "
-        f"{baseline_name} p99 {_ms(_p99(bare))} (median "
+        f"{baseline_name} p99 {_ms(p99(bare))} (median "
         f"{_ms(info['baseline_median_lateness'])}, max {_ms(max(bare))}); "
-        f"ratio {_p99(ours) / _p99(bare):.2f}"
+        f"ratio {p99(ours) / p99(bare):.2f}"
     )
     if _FULL:
         assert info["cpu_per_call"] <= _LATE_TARGET
